@@ -1,0 +1,91 @@
+"""Neighbourhood queries: :func:`knn` and :func:`ball_query`."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from pointlib.ops._dispatch import select
+from pointlib.ops._validate import check_cloud, check_int, check_pair
+
+
+def _prepare(points: Tensor, queries: Tensor | None) -> tuple[Tensor, Tensor]:
+    check_cloud(points, "points")
+    if queries is None:
+        queries = points
+    else:
+        check_cloud(queries, "queries")
+        check_pair(points, queries)
+    return points.contiguous(), queries.contiguous()
+
+
+def knn(
+    points: Tensor, k: int, queries: Tensor | None = None, *, backend: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest points of each query, sorted by squared distance.
+
+    Args:
+        points: ``(B, N, 3)`` float32/float64 coordinates to search.
+        k: number of neighbours, ``1 <= k <= N``.
+        queries: ``(B, M, 3)`` query coordinates (same dtype and device); ``None`` queries the
+            points themselves, so each point is its own first neighbour at distance 0.
+        backend: ``"auto"``, ``"torch"``, ``"cpu"``, ``"cuda"`` or another name from
+            :func:`available_backends`.
+
+    Returns:
+        ``(idx, dist2)``: ``idx (B, M, k)`` int64 indices into ``points`` and ``dist2 (B, M, k)``
+        squared distances in the input dtype, ascending. Equal distances keep the lower index
+        first. ``dist2`` is computed from coordinate differences, ``(dx*dx + dy*dy) + dz*dz``.
+
+    Example:
+        >>> pts = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [3, 0, 0]]])
+        >>> idx, d2 = knn(pts, 2)
+        >>> idx[0].tolist()
+        [[0, 1], [1, 0], [2, 1]]
+    """
+    points, queries = _prepare(points, queries)
+    k = check_int(k, "k", 1, points.shape[1])
+    _, impl = select("knn", points, backend, k=k)
+    return impl(points, queries, k)
+
+
+def ball_query(
+    points: Tensor,
+    radius: float,
+    nsample: int,
+    queries: Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """Up to ``nsample`` points within ``radius`` of each query, in ascending index order.
+
+    Args:
+        points: ``(B, N, 3)`` float32/float64 coordinates to search.
+        radius: ball radius, finite and ``> 0``. Membership is strict: ``dist2 < r2`` with
+            ``r2 = float(radius) ** 2`` rounded once to the input dtype.
+        nsample: slots per query, ``>= 1`` (may exceed ``N``).
+        queries: ``(B, M, 3)`` ball centres; ``None`` uses the points themselves.
+        backend: as for :func:`knn`.
+
+    Returns:
+        ``idx (B, M, nsample)`` int64: the first ``nsample`` members by index. A ball with fewer
+        members is padded with its first (lowest-index) member. **An empty ball** (possible only
+        when queries are not points) **is filled with the index of the nearest point**, so every
+        index is valid; test emptiness with the distances if it matters.
+
+    Example:
+        >>> pts = torch.tensor([[[0.0, 0, 0], [0.5, 0, 0], [2, 0, 0]]])
+        >>> ball_query(pts, 1.0, 3)[0].tolist()
+        [[0, 1, 0], [0, 1, 0], [2, 2, 2]]
+    """
+    points, queries = _prepare(points, queries)
+    if isinstance(radius, Tensor):
+        radius = float(radius)
+    if not isinstance(radius, (int, float)) or isinstance(radius, bool):
+        raise TypeError(f"radius must be a float, got {type(radius).__name__}")
+    if not math.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius={radius} must be finite and > 0")
+    nsample = check_int(nsample, "nsample", 1)
+    _, impl = select("ball_query", points, backend, nsample=nsample)
+    return impl(points, queries, float(radius), nsample)

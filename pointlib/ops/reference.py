@@ -1,0 +1,92 @@
+"""Pure-torch reference implementations: they *are* the op semantics.
+
+Every other backend must return bit-identical indices. The rules, in one place:
+
+* Squared distances are computed from coordinate differences, accumulated as
+  ``(dx*dx + dy*dy) + dz*dz`` in the input dtype (no ``|a|^2 + |b|^2 - 2ab`` expansion, no FMA).
+* ``knn``: the ``k`` smallest ``dist2``, ascending; equal distances keep the lower index first.
+* ``ball_query``: members are points with ``dist2 < r2`` (strict), ``r2 = float(radius)**2``
+  rounded once to the input dtype; the first ``nsample`` members in ascending index order; a ball
+  with fewer members repeats its first (lowest-index) member; an empty ball is filled with the
+  index of the nearest point (lowest index among equally near ones).
+* ``fps``: greedy farthest-point sampling from ``start``; each step keeps, per point, the minimum
+  squared distance to the selected set and takes the argmax, ties to the lowest index. Once every
+  remaining distance is 0 (duplicates), the lowest index with distance 0 is taken, i.e. index 0.
+
+Memory is bounded by processing queries in chunks of at most ``CHUNK_ELEMS`` distances.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+CHUNK_ELEMS = 1 << 23  # distances materialised at once (B * m * N)
+
+
+def sqdist(queries: Tensor, points: Tensor) -> Tensor:
+    """Squared distances ``(B, M, N)`` between ``queries (B, M, 3)`` and ``points (B, N, 3)``."""
+    acc = None
+    for c in range(3):
+        d = queries[:, :, c, None] - points[:, None, :, c]
+        acc = d * d if acc is None else acc + d * d
+    return acc
+
+
+def _chunks(points: Tensor, queries: Tensor):
+    B, N, _ = points.shape
+    M = queries.shape[1]
+    step = max(1, CHUNK_ELEMS // max(1, B * N))
+    for s in range(0, M, step):
+        yield s, min(M, s + step)
+
+
+def knn(points: Tensor, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Reference kNN. ``points (B, N, 3)``, ``queries (B, M, 3)`` -> ``idx, dist2 (B, M, k)``."""
+    B, M = queries.shape[:2]
+    idx = torch.empty(B, M, k, dtype=torch.long, device=points.device)
+    dist2 = torch.empty(B, M, k, dtype=points.dtype, device=points.device)
+    for s, e in _chunks(points, queries):
+        d2 = sqdist(queries[:, s:e], points)
+        vals, order = torch.sort(d2, dim=-1, stable=True)
+        idx[:, s:e] = order[..., :k]
+        dist2[:, s:e] = vals[..., :k]
+    return idx, dist2
+
+
+def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> Tensor:
+    """Reference ball query -> ``idx (B, M, nsample)`` int64 (see the module docstring)."""
+    B, N, _ = points.shape
+    M = queries.shape[1]
+    r2 = torch.tensor(float(radius) ** 2, dtype=points.dtype, device=points.device)
+    ns = min(nsample, N)
+    slots = torch.arange(nsample, device=points.device)
+    arange = torch.arange(N, device=points.device)
+    out = torch.empty(B, M, nsample, dtype=torch.long, device=points.device)
+    for s, e in _chunks(points, queries):
+        d2 = sqdist(queries[:, s:e], points)
+        inside = d2 < r2
+        count = inside.sum(-1, keepdim=True)
+        key = torch.where(inside, arange, N)
+        first = key.topk(ns, dim=-1, largest=False, sorted=True).values
+        fill = torch.where(count > 0, first[..., :1], d2.argmin(-1, keepdim=True))
+        if nsample > ns:
+            first = torch.cat([first, fill.expand(-1, -1, nsample - ns)], dim=-1)
+        out[:, s:e] = torch.where(slots < count, first, fill)
+    return out
+
+
+def fps(points: Tensor, npoint: int, start: int = 0) -> Tensor:
+    """Reference farthest point sampling -> ``idx (B, npoint)`` int64."""
+    B, N, _ = points.shape
+    batch = torch.arange(B, device=points.device)
+    idx = torch.empty(B, npoint, dtype=torch.long, device=points.device)
+    mind = torch.full((B, N), float("inf"), dtype=points.dtype, device=points.device)
+    last = torch.full((B,), start, dtype=torch.long, device=points.device)
+    for i in range(npoint):
+        idx[:, i] = last
+        centre = points[batch, last]  # (B, 3)
+        d2 = sqdist(centre[:, None, :], points)[:, 0]  # (B, N)
+        torch.minimum(mind, d2, out=mind)
+        last = mind.argmax(dim=1)  # first maximum: lowest index on ties
+    return idx

@@ -3,7 +3,7 @@
 # present, CUDA) extension against the torch that is installed.
 #
 #   bash install.sh          # library + runtime dependencies
-#   bash install.sh test     # ... plus the test/benchmark dependencies (pytest, scipy, timm, torch-cluster)
+#   bash install.sh test     # ... plus test/benchmark dependencies (pytest, scipy, timm, torch-cluster)
 #
 # Environment: PYTHON (default python3), POINTLIB_BUILD_EXT=auto|none|cpu|cuda (default auto).
 set -euo pipefail
@@ -26,9 +26,11 @@ export PIP_CONSTRAINT="$constraints"
 export DIST_EXTRA_CONFIG="$here/.ci/build.cfg"
 
 "$py" -m pip install --quiet torch setuptools wheel ninja numpy
-extras="all"
-[[ "${1:-}" == "test" ]] && extras="all,test"
+target="$here"
+# torch-cluster is only a benchmark peer / optional backend: the test install builds it (once; pip
+# caches the wheel), the plain install does not.
+[[ "${1:-}" == "test" ]] && target="$here[test,cluster]"
 # --no-build-isolation: build against the installed torch (an isolated build would fetch another).
-"$py" -m pip install --quiet --no-build-isolation -e "$here[$extras]"
+"$py" -m pip install --quiet --no-build-isolation -e "$target"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 "$py" -c 'import pointlib, pointlib.ops as o; print("pointlib", pointlib.__version__, "backends:", ", ".join(o.available_backends()))'

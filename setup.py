@@ -69,7 +69,7 @@ def _extension_config():
         and CUDA_HOME is not None
         and (torch.cuda.is_available() or bool(os.environ.get("TORCH_CUDA_ARCH_LIST")))
     )
-    cxx_flags = ["-O3", "-std=c++17"]
+    cxx_flags = ["-O3", "-std=c++20"]
     define_macros = []
     if want_cuda:
         if torch.version.cuda is None or CUDA_HOME is None:
@@ -84,7 +84,7 @@ def _extension_config():
             include_dirs=[os.path.join(root, "cuda_ext")],
             define_macros=define_macros,
             # --fmad=false: distances must round exactly like the reference (no FMA contraction).
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false", "-std=c++20"]},
         )
         _log("building pointlib._C with CPU and CUDA kernels")
     else:

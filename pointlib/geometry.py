@@ -107,3 +107,42 @@ def apply_rotation(
     rt = rotation.to(xyz.dtype).transpose(-1, -2)
     out = xyz @ rt
     return out, (normals @ rt if normals is not None else None)
+
+
+def random_rotation_euler(
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Legacy, **not** Haar-uniform: ``Rz(c) @ Ry(b) @ Rx(a)`` with ``a, b, c ~ U(0, 2*pi)``.
+
+    This is the official RISurConv ``provider.rotate_point_cloud_with_normal_so3`` sampler
+    (there with an unseeded global RNG), kept only to reproduce legacy numbers and as the negative
+    control of Haar-uniformity tests. Use :func:`random_rotation` for the SO3 protocol.
+
+    Returns:
+        ``(n, 3, 3)`` rotation matrices (column-vector convention, like the rest of this module).
+    """
+    if n < 0:
+        raise ValueError(f"n={n} must be >= 0")
+    a, b, c = (torch.rand(3, n, generator=generator, dtype=torch.float64) * (2 * math.pi)).unbind(0)
+    R = rotation_about_axis(c, "z") @ rotation_about_axis(b, "y") @ rotation_about_axis(a, "x")
+    return R.to(dtype=dtype, device=device)
+
+
+def rotation_angle(rotation: Tensor) -> Tensor:
+    """Rotation angles in ``[0, pi]`` of rotation matrices ``(..., 3, 3)`` -> ``(...)``.
+
+    Uses ``atan2(|axial vector|, (trace - 1) / 2)``, accurate near 0 and pi alike.
+    """
+    if rotation.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation must be (..., 3, 3), got {tuple(rotation.shape)}")
+    R = rotation
+    cos = (R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2] - 1) / 2
+    axial = torch.stack(
+        [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
+    )
+    sin = axial.norm(dim=-1) / 2
+    return torch.atan2(sin, cos)

@@ -31,5 +31,5 @@ def fps(points: Tensor, npoint: int, *, start: int = 0, backend: str = "auto") -
     N = points.shape[1]
     npoint = check_int(npoint, "npoint", 1, N)
     start = check_int(start, "start", 0, N - 1)
-    _, impl = select("fps", points, backend, npoint=npoint)
+    _, impl = select("fps", points, backend, npoint=npoint, start=start)
     return impl(points.contiguous(), npoint, start)

@@ -1,0 +1,198 @@
+"""Forward / training-step time and peak memory of the RISurConv models, fixed vs faithful.
+
+Configurations (issue 3): ``risurconv_cls`` (40 classes, B=16, N=1024) and ``risurconv_partseg``
+(50 parts, 16 categories, B=8, N=2048), each in fixed (``faithful=False``) and faithful mode.
+
+Every (model, mode, phase) runs in a **fresh subprocess**, so that peak-memory figures do not mix:
+
+* CUDA: ``torch.cuda.max_memory_allocated`` over the measured phase, minus the allocation at its
+  start (tensors only; the caching allocator's reserve is not counted).
+* CPU: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the process's peak resident set) at the end
+  minus the resident set at the start of the measured phase (``/proc/self/statm``), i.e. the
+  peak *additional* RSS of the phase. It includes allocator slack and freed-but-unreturned
+  memory (glibc), so it is an upper bound on the tensors' peak.
+
+Times are medians over ``--repeats`` runs after ``--warmup`` runs: wall time
+(``time.perf_counter``, with ``torch.cuda.synchronize`` on CUDA) and the process's CPU time
+(``time.process_time``; on a shared, oversubscribed CPU machine, compare modes by CPU time with
+``--threads 1``: wall time then mostly measures the other processes' load).
+
+The training step is ``forward + cross_entropy + backward + Adam.step`` in train mode; the
+forward is ``eval()`` under ``torch.inference_mode``.
+
+Usage::
+
+    python benchmarks/bench_models.py                      # full sizes, CPU, both modes
+    python benchmarks/bench_models.py --quick              # B/4, 1 repeat (smoke run)
+    python benchmarks/bench_models.py --device cuda --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CONFIGS = {
+    "risurconv_cls": dict(batch=16, points=1024, kwargs=dict(num_classes=40)),
+    "risurconv_partseg": dict(batch=8, points=2048, kwargs=dict(num_parts=50, num_categories=16)),
+}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def run_one(model_name: str, faithful: bool, phase: str, device: str, batch: int, points: int,
+            warmup: int, repeats: int, threads: int | None) -> dict[str, Any]:  # fmt: skip
+    """Measure one phase (``"forward"`` or ``"train"``) in this process."""
+    import torch
+
+    from pointlib.models import create_model
+    from pointlib.testing import make_cloud
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = CONFIGS[model_name]
+    torch.manual_seed(0)
+    model = create_model(model_name, faithful=faithful, **cfg["kwargs"]).to(device)
+    xyz, nrm = make_cloud(batch, points, generator=torch.Generator().manual_seed(0), device=device)
+    seg = "partseg" in model_name
+    cat = torch.arange(batch, device=device) % 16
+    if seg:
+        target = torch.randint(0, 50, (batch, points), device=device)
+    else:
+        target = torch.randint(0, 40, (batch,), device=device)
+
+    def forward():
+        return model(xyz, nrm, cat) if seg else model(xyz, nrm)
+
+    if phase == "forward":
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                forward()
+    else:
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            out = forward()
+            loss = torch.nn.functional.cross_entropy(
+                out.reshape(-1, out.shape[-1]), target.reshape(-1)
+            )
+            loss.backward()
+            opt.step()
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+    times, cpu_times = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() - base
+        mem_method = "cuda.max_memory_allocated - allocated at start"
+    else:
+        peak = _peak_rss_bytes() - base
+        mem_method = "ru_maxrss - RSS at start (fresh process)"
+    return dict(
+        model=model_name, mode="faithful" if faithful else "fixed", phase=phase, device=device,
+        batch=batch, points=points, repeats=repeats, warmup=warmup,
+        median_s=statistics.median(times), min_s=min(times), times_s=times,
+        cpu_median_s=statistics.median(cpu_times), cpu_times_s=cpu_times,
+        peak_mem_mib=peak / 2**20, mem_method=mem_method, threads=torch.get_num_threads(),
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="batch/4, 1 warmup, 1 repeat")
+    p.add_argument("--json", default=None, help="write the results to this file")
+    p.add_argument("--models", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--modes", nargs="*", default=["fixed", "faithful"])
+    p.add_argument("--phases", nargs="*", default=["forward", "train"])
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args._child:  # one measurement in a fresh process
+        res = run_one(**json.loads(args._child))
+        print("RESULT " + json.dumps(res))
+        return 0
+
+    repeats = args.repeats or (1 if args.quick else 3)
+    warmup = args.warmup if args.warmup is not None else 1
+    results = []
+    for name in args.models:
+        cfg = CONFIGS[name]
+        batch = max(1, cfg["batch"] // 4) if args.quick else cfg["batch"]
+        for mode in args.modes:
+            for phase in args.phases:
+                child = dict(model_name=name, faithful=mode == "faithful", phase=phase,
+                             device=args.device, batch=batch, points=cfg["points"],
+                             warmup=warmup, repeats=repeats, threads=args.threads)  # fmt: skip
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--_child", json.dumps(child)],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    print(proc.stdout, proc.stderr, file=sys.stderr)
+                    raise SystemExit(f"{name} {mode} {phase} failed (rc={proc.returncode})")
+                r = json.loads(line[0][len("RESULT ") :])
+                results.append(r)
+                print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={cfg['points']:4d}  "
+                      f"wall {r['median_s']:8.3f} s  cpu {r['cpu_median_s']:8.3f} s  "
+                      f"peak +{r['peak_mem_mib']:8.1f} MiB",
+                      flush=True)  # fmt: skip
+    meta = dict(
+        python=platform.python_version(), platform=platform.platform(),
+        cpu_count=os.cpu_count(), loadavg=os.getloadavg(), argv=sys.argv[1:],
+    )  # fmt: skip
+    try:
+        import torch
+
+        meta["torch"] = torch.__version__
+        if args.device.startswith("cuda"):
+            meta["gpu"] = torch.cuda.get_device_name()
+    except Exception:  # pragma: no cover
+        pass
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, results=results), f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+// k nearest neighbours on CPU. Clouds of at least 4 blocks (and k <= N / 2) are searched through
+// a BlockCloud (Morton-ordered blocks with bounding boxes, see cpu_common.h) with a shrinking
+// candidate threshold; other shapes compute all distances per query (vectorised over SoA points)
+// and select with a sorted insertion buffer (small k) or std::partial_sort. Every path returns the
+// reference order: ascending dist2, ties to the lower index.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <numeric>
+#include <vector>
+
+#include "checks.h"
+#include "cpu/cpu_common.h"
+
+namespace pointlib {
+namespace cpu {
+namespace {
+
+// Above this k the insertion buffer costs O(k) per accepted candidate; partial_sort wins.
+constexpr int64_t kInsertionMaxK = 64;
+// Queries handled by one parallel task (keeps the per-task set-up cost small).
+constexpr int64_t kQueryBlock = 32;
+
+// Inserts (d, j) into the ascending buffer bd/bi of length n (the last entry is dropped). `j`
+// is larger than every index already present, so it goes after equal distances.
+template <typename T>
+inline void insert_sorted(T* bd, int64_t* bi, int64_t n, T d, int64_t j) {
+  int64_t p = n - 1;
+  while (p > 0 && bd[p - 1] > d) {
+    bd[p] = bd[p - 1];
+    bi[p] = bi[p - 1];
+    --p;
+  }
+  bd[p] = d;
+  bi[p] = j;
+}
+
+template <typename T>
+void select_insertion(const T* d, int64_t N, int64_t k, T* bd, int64_t* bi) {
+  for (int64_t j = 0; j < k; ++j) insert_sorted(bd, bi, j + 1, d[j], j);
+  T worst = bd[k - 1];
+  int64_t j = k;
+  for (; j + kLanes <= N; j += kLanes) {
+    int any = 0;
+    for (int64_t t = 0; t < kLanes; ++t) any |= d[j + t] < worst;
+    if (!any) continue;
+    for (int64_t t = 0; t < kLanes; ++t) {
+      if (d[j + t] < worst) {  // strict: an equal distance keeps the lower index already held
+        insert_sorted(bd, bi, k, d[j + t], j + t);
+        worst = bd[k - 1];
+      }
+    }
+  }
+  for (; j < N; ++j) {
+    if (d[j] < worst) {
+      insert_sorted(bd, bi, k, d[j], j);
+      worst = bd[k - 1];
+    }
+  }
+}
+
+template <typename T>
+void select_sort(const T* d, int64_t N, int64_t k, std::vector<int32_t>& order, T* bd,
+                 int64_t* bi) {
+  std::iota(order.begin(), order.end(), 0);
+  auto less = [d](int32_t a, int32_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); };
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), less);
+  for (int64_t i = 0; i < k; ++i) {
+    bi[i] = order[i];
+    bd[i] = d[order[i]];
+  }
+}
+
+// A candidate (dist2, index) with the contract's order: dist2, then index. For float the pair is
+// packed into one integer (non-negative float bits order like the values); for double it is a
+// std::pair (lexicographic operator<).
+template <typename T>
+struct Cand {
+  using type = std::pair<T, int64_t>;
+  static type make(T d, int64_t j) { return {d, j}; }
+  static T dist(const type& c) { return c.first; }
+  static int64_t index(const type& c) { return c.second; }
+};
+
+template <>
+struct Cand<float> {
+  using type = uint64_t;
+  static type make(float d, int64_t j) {
+    uint32_t bits;
+    std::memcpy(&bits, &d, sizeof(bits));
+    return (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(j);
+  }
+  static float dist(type c) {
+    const uint32_t bits = static_cast<uint32_t>(c >> 32);
+    float d;
+    std::memcpy(&d, &bits, sizeof(d));
+    return d;
+  }
+  static int64_t index(type c) { return static_cast<int64_t>(c & 0xffffffffull); }
+};
+
+// Blocked kNN for one query. Candidates with dist2 <= tau are collected unsorted; whenever the
+// list reaches 2k it is cut to its k best (nth_element), which tightens tau to the k-th
+// distance. Blocks whose lower bound exceeds tau cannot contribute and are skipped. The sweep
+// starts at the block with the smallest bound, then follows the curve. The k best are finally
+// sorted by (dist2, index).
+template <typename T>
+void knn_blocked(const BlockCloud<T>& c, T qx, T qy, T qz, int64_t k, T* lb,
+                 typename Cand<T>::type* cand, T* bd, int64_t* bi) {
+  using C = Cand<T>;
+  c.lower_bounds(qx, qy, qz, lb);
+  int64_t first = 0;
+  for (int64_t blk = 1; blk < c.nblk; ++blk) first = lb[blk] < lb[first] ? blk : first;
+  T tau = std::numeric_limits<T>::infinity();
+  int64_t cnt = 0;
+  T dd[kBlock];
+  for (int64_t o = 0; o < c.nblk; ++o) {
+    const int64_t blk = o == 0 ? first : (o <= first ? o - 1 : o);
+    if (lb[blk] > tau) continue;
+    const int64_t s0 = blk * kBlock;
+    const T* X = c.x.data() + s0;
+    const T* Y = c.y.data() + s0;
+    const T* Z = c.z.data() + s0;
+    int any = 0;
+    for (int64_t l = 0; l < kBlock; ++l) {
+      dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
+      any |= dd[l] <= tau;
+    }
+    if (!any) continue;
+    const int64_t* ids = c.id.data() + s0;
+    const int64_t real = std::min(kBlock, c.n - s0);  // padding slots are never candidates
+    for (int64_t l = 0; l < real; ++l) {
+      if (dd[l] <= tau) cand[cnt++] = C::make(dd[l], ids[l]);
+    }
+    if (cnt >= 2 * k || (cnt >= k && tau == std::numeric_limits<T>::infinity())) {
+      std::nth_element(cand, cand + (k - 1), cand + cnt);
+      cnt = k;
+      tau = C::dist(cand[k - 1]);
+    }
+  }
+  if (cnt > k) std::nth_element(cand, cand + (k - 1), cand + cnt);
+  std::sort(cand, cand + k);
+  for (int64_t i = 0; i < k; ++i) {
+    bd[i] = C::dist(cand[i]);
+    bi[i] = C::index(cand[i]);
+  }
+}
+
+template <typename T>
+void knn_kernel(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64_t k,
+                int64_t* out_idx, T* out_d2) {
+  // Blocked search for k up to N / 2 (float indices must fit the packed candidate).
+  const bool blocked = N >= 4 * kBlock && 2 * k <= N && N < (int64_t(1) << 32);
+  std::vector<BlockCloud<T>> clouds;
+  std::vector<T> soa;
+  if (blocked) {
+    clouds = build_block_clouds(pts, B, N);
+  } else {
+    soa = to_soa(pts, B, N);
+  }
+  const int64_t nblocks = (M + kQueryBlock - 1) / kQueryBlock;
+  at::parallel_for(0, B * nblocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<T> d(blocked ? 0 : static_cast<size_t>(N));
+    std::vector<int32_t> order(!blocked && k > kInsertionMaxK ? static_cast<size_t>(N) : 0);
+    const int64_t nblk = blocked ? clouds[0].nblk : 0;
+    std::vector<T> lb(static_cast<size_t>(nblk));
+    std::vector<typename Cand<T>::type> cand(blocked ? static_cast<size_t>(2 * k + kBlock) : 0);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / nblocks;
+      const int64_t m0 = (t % nblocks) * kQueryBlock;
+      const int64_t m1 = std::min(M, m0 + kQueryBlock);
+      for (int64_t m = m0; m < m1; ++m) {
+        const T* q = qry + (b * M + m) * 3;
+        const T qx = q[0], qy = q[1], qz = q[2];
+        T* bd = out_d2 + (b * M + m) * k;
+        int64_t* bi = out_idx + (b * M + m) * k;
+        if (blocked) {
+          knn_blocked(clouds[b], qx, qy, qz, k, lb.data(), cand.data(), bd, bi);
+          continue;
+        }
+        const T* X = soa.data() + b * 3 * N;
+        const T* Y = X + N;
+        const T* Z = Y + N;
+        T* dd = d.data();
+        for (int64_t j = 0; j < N; ++j) dd[j] = sqdist(qx - X[j], qy - Y[j], qz - Z[j]);
+        if (k <= kInsertionMaxK) {
+          select_insertion(dd, N, k, bd, bi);
+        } else {
+          select_sort(dd, N, k, order, bd, bi);
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& points, const at::Tensor& queries,
+                                           int64_t k) {
+  POINTLIB_CHECK_CLOUD(points);
+  POINTLIB_CHECK_CLOUD(queries);
+  POINTLIB_CHECK_PAIR(points, queries);
+  POINTLIB_CHECK_DEVICE(points, c10::DeviceType::CPU);
+  const int64_t B = points.size(0), N = points.size(1), M = queries.size(1);
+  POINTLIB_CHECK_SIZE(N, "N");
+  TORCH_CHECK(k >= 1 && k <= N, "knn: k=", k, " must be in [1, N=", N, "]");
+  const at::Tensor p = points.contiguous();
+  const at::Tensor q = queries.contiguous();
+  at::Tensor idx = at::empty({B, M, k}, points.options().dtype(at::kLong));
+  at::Tensor d2 = at::empty({B, M, k}, points.options());
+  if (B * M == 0) return {idx, d2};
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pointlib_knn_cpu", [&] {
+    knn_kernel<scalar_t>(p.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(), B, N, M, k,
+                         idx.data_ptr<int64_t>(), d2.data_ptr<scalar_t>());
+  });
+  return {idx, d2};
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace pointlib
+
+TORCH_LIBRARY_IMPL(pointlib, CPU, m) { m.impl("knn", &pointlib::cpu::knn_cpu); }

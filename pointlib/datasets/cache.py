@@ -1,0 +1,153 @@
+"""On-disk caches for preprocessed datasets: keyed by settings, validated, written atomically.
+
+A cache file is one ``.npz`` (no pickles) holding the arrays plus a JSON ``__meta__`` entry with the
+settings and a fingerprint of the source files. The file name carries a hash of the settings, so a
+change of settings (``num_points``, ``sampling`` ...) selects another file; a change of the sources
+(size or mtime of any input file) no longer matches the stored fingerprint and triggers a rebuild
+that overwrites the stale file. Writes go to a temporary file in the same folder followed by
+``os.replace``, so a reader never sees a half-written cache, even after a crash mid-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_write_npz",
+    "cached_arrays",
+    "default_cache_dir",
+    "fingerprint",
+    "read_npz",
+    "settings_key",
+]
+
+CACHE_VERSION = 1
+
+
+def _writable(path: Path) -> bool:
+    probe = path if path.exists() else path.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def default_cache_dir(root: str | os.PathLike[str] | None, name: str) -> Path:
+    """Where a dataset caches its preprocessed arrays unless ``cache_dir=`` is given.
+
+    Order: ``$POINTLIB_CACHE/<name>``; else ``<root>/.pointlib_cache`` when ``root`` is writable;
+    else ``$XDG_CACHE_HOME/pointlib/<name>`` (``~/.cache/pointlib/<name>``), so read-only data
+    folders (a shared mount) still work.
+    """
+    env = os.environ.get("POINTLIB_CACHE")
+    if env:
+        return Path(env) / name
+    if root is not None:
+        r = Path(root)
+        if _writable(r):
+            return r / ".pointlib_cache"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "pointlib" / name
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A short stable hash of JSON-serialisable ``settings`` (16 hex digits)."""
+    blob = json.dumps({"v": CACHE_VERSION, **settings}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """Hash of (path, size, mtime_ns) of every source file: changes when any input changes."""
+    h = hashlib.sha1()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{os.fspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def atomic_write_npz(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> Path:
+    """Write ``arrays`` and ``meta`` to ``path`` atomically (temp file + fsync + ``os.replace``).
+
+    On any error (including ``KeyboardInterrupt``) the temporary file is removed and an existing
+    file at ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            payload = {k: np.asarray(v) for k, v in arrays.items()}
+            payload["__meta__"] = np.asarray(json.dumps(dict(meta), sort_keys=True, default=str))
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def read_npz(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a cache written by :func:`atomic_write_npz`: ``(arrays, meta)``.
+
+    Raises ``ValueError`` naming the file when it is not a readable cache.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable cache file ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: cache file has no metadata")
+    return arrays, meta
+
+
+def cached_arrays(
+    cache_dir: str | os.PathLike[str] | None,
+    stem: str,
+    settings: Mapping[str, Any],
+    source_fingerprint: str,
+    build: Callable[[], dict[str, np.ndarray]],
+) -> tuple[dict[str, np.ndarray], Path | None]:
+    """Return the arrays for ``settings``, building and caching them once.
+
+    ``cache_dir=None`` disables caching (always builds). The file is
+    ``<cache_dir>/<stem>_<settings_key>.npz``; it is rebuilt when its stored settings or source
+    fingerprint differ, or when it is unreadable (with a warning).
+    """
+    if cache_dir is None:
+        return build(), None
+    path = Path(cache_dir) / f"{stem}_{settings_key(settings)}.npz"
+    expected = {
+        "settings": json.loads(json.dumps(dict(settings), default=str)),
+        "source": source_fingerprint,
+        "version": CACHE_VERSION,
+    }
+    if path.exists():
+        try:
+            arrays, meta = read_npz(path)
+        except ValueError as exc:
+            warnings.warn(f"rebuilding cache: {exc}", RuntimeWarning, stacklevel=3)
+        else:
+            if all(meta.get(k) == v for k, v in expected.items()):
+                return arrays, path
+    arrays = build()
+    try:
+        atomic_write_npz(path, arrays, expected)
+    except OSError as exc:  # read-only or full disk: still usable, just uncached
+        warnings.warn(f"could not write cache {path}: {exc}", RuntimeWarning, stacklevel=3)
+        return arrays, None
+    return arrays, path

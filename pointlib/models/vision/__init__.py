@@ -1,0 +1,20 @@
+"""2D vision backbones built on the shared attention core (:mod:`pointlib.attention`).
+
+Importing this package registers every backbone with :func:`pointlib.models.create_model`.
+Each family has its smallest published variant and a small ``*_test_tiny`` variant for tests.
+See ``docs/backbones.md`` for parameter counts and how each token mixer maps onto the core.
+"""
+
+from __future__ import annotations
+
+from pointlib.models.vision import convit, crossvit, davit, halonet  # noqa: F401
+
+#: the small registered variants the tests run (forward, backward, gradient reach)
+TEST_MODELS: tuple[str, ...] = (
+    "convit_test_tiny",
+    "crossvit_test_tiny",
+    "davit_test_tiny",
+    "halonet_test_tiny",
+)
+
+__all__ = ["TEST_MODELS"]

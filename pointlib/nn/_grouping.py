@@ -1,0 +1,86 @@
+"""Sampling and neighbourhood helpers shared by the rotation-invariant layers (private)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from pointlib import ops
+
+KnnOrder = Literal["sorted", "unsorted"]
+
+
+def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) -> None:
+    """Validate channels-last ``xyz``/``normals`` ``(B, N, 3)`` and ``feats`` ``(B, N, D)``."""
+    if not isinstance(xyz, Tensor) or xyz.dim() != 3 or xyz.shape[-1] != 3:
+        shape = tuple(xyz.shape) if isinstance(xyz, Tensor) else type(xyz).__name__
+        raise ValueError(f"{name}: xyz must have shape (B, N, 3), got {shape}")
+    if not xyz.is_floating_point():
+        raise TypeError(f"{name}: xyz must be floating point, got {xyz.dtype}")
+    if not isinstance(normals, Tensor) or normals.shape != xyz.shape:
+        shape = tuple(normals.shape) if isinstance(normals, Tensor) else type(normals).__name__
+        raise ValueError(f"{name}: normals must have shape {tuple(xyz.shape)}, got {shape}")
+    if feats is not None and (feats.dim() != 3 or feats.shape[:2] != xyz.shape[:2]):
+        raise ValueError(
+            f"{name}: features must have shape (B, N, D) with (B, N) = {tuple(xyz.shape[:2])}, "
+            f"got {tuple(feats.shape)}"
+        )
+
+
+def sample_centers(xyz: Tensor, normals: Tensor, npoint: int, name: str) -> tuple[Tensor, Tensor]:
+    """FPS (start index 0) of ``npoint`` centres and their input normals: ``(B, S, 3)`` twice."""
+    N = xyz.shape[1]
+    if npoint > N:
+        raise ValueError(
+            f"{name} samples npoint={npoint} centres but the input has only N={N} points; "
+            f"use at least {npoint} points (or a model with a smaller `npoints`/`n`)"
+        )
+    idx = ops.fps(xyz.detach(), npoint)
+    return ops.gather(xyz, idx), ops.gather(normals, idx)
+
+
+def knn_indices(points: Tensor, k: int, queries: Tensor, order: KnnOrder) -> Tensor:
+    """``(B, M, k)`` int64 neighbour indices of ``queries`` in ``points``.
+
+    ``k`` larger than the number of points is clipped to it (documented handling of tiny clouds).
+
+    - ``"sorted"``: :func:`pointlib.ops.knn` (ascending distance, ties to the lower index).
+    - ``"unsorted"``: the reference code's ``|a|^2 + |b|^2 - 2 a.b`` distances and
+      ``topk(sorted=False)``; the order of the ``k`` indices is whatever ``topk`` returns.
+    """
+    k = min(k, points.shape[1])
+    points, queries = points.detach(), queries.detach()
+    if order == "sorted":
+        return ops.knn(points, k, queries)[0]
+    if order != "unsorted":
+        raise ValueError(f"knn_order must be 'sorted' or 'unsorted', got {order!r}")
+    d2 = (
+        -2 * queries @ points.transpose(1, 2)
+        + (queries * queries).sum(-1, keepdim=True)
+        + (points * points).sum(-1)[:, None, :]
+    )
+    return d2.topk(k, dim=-1, largest=False, sorted=False).indices
+
+
+def ring_shift_for(shift: int | None, num_centers: int) -> int:
+    """``shift`` if given, else the reference rule: 2 when ``num_centers >= 1024``, else 1."""
+    if shift is not None:
+        return shift
+    return 2 if num_centers >= 1024 else 1
+
+
+def static_ring_shift(nominal_centers: int) -> int:
+    """The reference rule evaluated once, at construction, on a layer's nominal centre count."""
+    return ring_shift_for(None, nominal_centers)
+
+
+def check_features_dim(feats: Tensor | None, expected: int, name: str) -> None:
+    got = 0 if feats is None else feats.shape[-1]
+    if got != expected:
+        raise ValueError(f"{name} expects {expected} input feature channels, got {got}")
+
+
+def zeros_like_normals(xyz: Tensor) -> Tensor:
+    return torch.zeros_like(xyz)

@@ -1,0 +1,99 @@
+"""Every 2D backbone: tiny variants train (forward/backward, gradient reach), full variants
+have the published parameter counts, and bad inputs fail with clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pointlib.models import create_model, list_models
+from pointlib.models.vision import TEST_MODELS
+from pointlib.models.vision._layers import num_params
+
+# name -> (exact parameter count, reference figure and source)
+FULL_COUNTS: dict[str, tuple[int, str]] = {
+    "convit_tiny": (5_710_512, "timm 5,710,512 (paper 6M)"),
+    "crossvit_tiny_240": (7_014_800, "timm 7,014,800 (paper 6.9M)"),
+    "davit_tiny": (28_360_168, "timm 28,360,168 (paper 28.3M)"),
+    "halonet26t": (12_480_288, "timm 12,480,288"),
+}
+
+
+def _input(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
+    size = getattr(model, "img_size", 32)
+    return torch.randn(
+        batch, model.in_chans, size, size, generator=torch.Generator().manual_seed(0)
+    )
+
+
+def test_registry_lists_every_test_variant():
+    assert set(TEST_MODELS) <= set(list_models("*_test_tiny"))
+    assert set(FULL_COUNTS) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_tiny_forward_backward_reaches_every_parameter(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    # zero-initialised residual gains (HaloNet BN gammas) would block gradients on purpose; perturb
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.train()
+    x = _input(model)
+    out = model(x)
+    assert out.shape == (2, model.num_classes)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_tiny_eval_is_batch_independent(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = _input(model, batch=3)
+    with torch.no_grad():
+        full = model(x)
+        single = model(x[1:2])
+    torch.testing.assert_close(full[1:2], single, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_wrong_channels_is_a_clear_error(name):
+    model = create_model(name)
+    x = _input(model)[:, :1]
+    with pytest.raises(ValueError, match="input channels"):
+        model(x)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "match"),
+    [
+        ("convit_test_tiny", 40, "built for 32x32"),
+        ("crossvit_test_tiny", 48, "built for 32x32"),
+        ("halonet_test_tiny", 48, "not divisible by 32x32"),
+    ],
+)
+def test_wrong_image_size_is_a_clear_error(name, size, match):
+    model = create_model(name)
+    with pytest.raises(ValueError, match=match):
+        model(torch.randn(1, 3, size, size))
+
+
+def test_davit_accepts_any_size():
+    model = create_model("davit_test_tiny").eval()
+    assert model(torch.randn(1, 3, 37, 45)).shape == (1, 10)
+
+
+def test_non_image_input_is_a_clear_error():
+    model = create_model("davit_test_tiny")
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        model(torch.randn(2, 128, 3))
+
+
+@pytest.mark.parametrize("name", sorted(FULL_COUNTS))
+def test_full_variant_parameter_count(name):
+    expected, _source = FULL_COUNTS[name]
+    assert num_params(create_model(name)) == expected

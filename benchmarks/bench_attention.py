@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
             nf = _time(naive, args.repeat, False)
         cb = _time(core, args.repeat, True)
         nb = _time(naive, args.repeat, True)
-        print(f"| {name} | {cf:.1f} ms | {ef:.1f} ms | {nf:.1f} ms | {cb:.1f} ms | {nb:.1f} ms |")
+        es = "n/a" if expl is None else f"{ef:.1f} ms"
+        print(f"| {name} | {cf:.1f} ms | {es} | {nf:.1f} ms | {cb:.1f} ms | {nb:.1f} ms |")
 
 
 if __name__ == "__main__":

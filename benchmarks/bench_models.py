@@ -3,7 +3,12 @@
 Configurations (issue 3): ``risurconv_cls`` (40 classes, B=16, N=1024) and ``risurconv_partseg``
 (50 parts, 16 categories, B=8, N=2048), each in fixed (``faithful=False``) and faithful mode.
 
-Every (model, mode, phase) runs in a **fresh subprocess**, so that peak-memory figures do not mix:
+Timing: for each (model, phase) one subprocess builds the model in every mode (identical
+weights) and runs the modes **interleaved** (A B B A ...) after ``--warmup`` steps each, so that
+load drift on a shared machine affects all modes alike.
+
+Memory: each (model, mode, phase) runs in a fresh subprocess: one batch-2 step (lazy
+initialisation), then the measured first full-size step:
 
 * CUDA: ``torch.cuda.max_memory_allocated`` over the measured phase, minus the allocation at its
   start (tensors only; the caching allocator's reserve is not counted).
@@ -55,9 +60,9 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run_one(model_name: str, faithful: bool, phase: str, device: str, batch: int, points: int,
-            warmup: int, repeats: int, threads: int | None) -> dict[str, Any]:  # fmt: skip
-    """Measure one phase (``"forward"`` or ``"train"``) in this process."""
+def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: int, points: int,
+           threads: int | None) -> dict[str, Any]:  # fmt: skip
+    """Models (same weights in every mode), inputs and one ``step()`` closure per mode."""
     import torch
 
     from pointlib.models import create_model
@@ -66,70 +71,124 @@ def run_one(model_name: str, faithful: bool, phase: str, device: str, batch: int
     if threads:
         torch.set_num_threads(threads)
     cfg = CONFIGS[model_name]
-    torch.manual_seed(0)
-    model = create_model(model_name, faithful=faithful, **cfg["kwargs"]).to(device)
     xyz, nrm = make_cloud(batch, points, generator=torch.Generator().manual_seed(0), device=device)
     seg = "partseg" in model_name
     cat = torch.arange(batch, device=device) % 16
+    g = torch.Generator().manual_seed(1)
     if seg:
-        target = torch.randint(0, 50, (batch, points), device=device)
+        target = torch.randint(0, 50, (batch, points), generator=g).to(device)
     else:
-        target = torch.randint(0, 40, (batch,), device=device)
+        target = torch.randint(0, 40, (batch,), generator=g).to(device)
+    steps = {}
+    state = None
+    for mode in modes:
+        torch.manual_seed(0)
+        model = create_model(model_name, faithful=mode == "faithful", **cfg["kwargs"])
+        if state is None:
+            state = model.state_dict()
+        model.load_state_dict(state)  # identical weights in both modes
+        model.to(device)
 
-    def forward():
-        return model(xyz, nrm, cat) if seg else model(xyz, nrm)
+        def forward(model=model):
+            return model(xyz, nrm, cat) if seg else model(xyz, nrm)
 
-    if phase == "forward":
-        model.eval()
+        if phase == "forward":
+            model.eval()
 
-        def step():
-            with torch.inference_mode():
-                forward()
-    else:
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            def step(forward=forward):
+                with torch.inference_mode():
+                    forward()
+        else:
+            model.train()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            out = forward()
-            loss = torch.nn.functional.cross_entropy(
-                out.reshape(-1, out.shape[-1]), target.reshape(-1)
-            )
-            loss.backward()
-            opt.step()
+            def step(forward=forward, opt=opt):
+                opt.zero_grad(set_to_none=True)
+                out = forward()
+                logits = out.reshape(-1, out.shape[-1])
+                torch.nn.functional.cross_entropy(logits, target.reshape(-1)).backward()
+                opt.step()
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        steps[mode] = step
+    return steps
 
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_timing(
+    model_name: str,
+    modes: list[str],
+    phase: str,
+    device: str,
+    batch: int,
+    points: int,
+    warmup: int,
+    repeats: int,
+    threads: int | None,
+) -> dict[str, Any]:
+    """Time every mode in this process, **interleaved** (A B B A ...), after ``warmup`` each."""
+    import torch
+
+    steps = _setup(model_name, modes, phase, device, batch, points, threads)
     for _ in range(warmup):
-        step()
-    sync()
+        for mode in modes:
+            steps[mode]()
+    _sync(device)
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(repeats):
+        order = modes if r % 2 == 0 else modes[::-1]
+        for mode in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[mode]()
+            _sync(device)
+            wall[mode].append(time.perf_counter() - t0)
+            cpu[mode].append(time.process_time() - c0)
+    return dict(wall=wall, cpu=cpu, threads=torch.get_num_threads())
+
+
+def run_memory(model_name: str, mode: str, phase: str, device: str, batch: int, points: int,
+               threads: int | None) -> dict[str, Any]:  # fmt: skip
+    """Peak memory of the first full-size step of one mode, in a fresh process.
+
+    One batch-2 step runs first (training BatchNorm on the global feature needs B >= 2), so
+    that one-off lazy initialisation (kernels, thread pools, extension loading) is not counted.
+    """
+    import torch
+
+    _setup(model_name, [mode], phase, device, min(2, batch), points, threads)[mode]()
+    steps = _setup(model_name, [mode], phase, device, batch, points, threads)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = _rss_bytes()
-    times, cpu_times = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+    steps[mode]()
+    _sync(device)
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() - base
-        mem_method = "cuda.max_memory_allocated - allocated at start"
+        method = "torch.cuda.max_memory_allocated() - memory_allocated() at start"
     else:
         peak = _peak_rss_bytes() - base
-        mem_method = "ru_maxrss - RSS at start (fresh process)"
-    return dict(
-        model=model_name, mode="faithful" if faithful else "fixed", phase=phase, device=device,
-        batch=batch, points=points, repeats=repeats, warmup=warmup,
-        median_s=statistics.median(times), min_s=min(times), times_s=times,
-        cpu_median_s=statistics.median(cpu_times), cpu_times_s=cpu_times,
-        peak_mem_mib=peak / 2**20, mem_method=mem_method, threads=torch.get_num_threads(),
+        method = "ru_maxrss - RSS at start (fresh process, first full-size step)"
+    return dict(peak_mem_mib=peak / 2**20, mem_method=method)
+
+
+def _child(kind: str, **kw: Any) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_child", json.dumps(dict(kind=kind, **kw))],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+        raise SystemExit(f"benchmark child {kind} {kw} failed (rc={proc.returncode})")
+    return json.loads(line[0][len("RESULT ") :])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args._child:  # one measurement in a fresh process
-        res = run_one(**json.loads(args._child))
+        kw = json.loads(args._child)
+        kind = kw.pop("kind")
+        res = run_timing(**kw) if kind == "time" else run_memory(**kw)
         print("RESULT " + json.dumps(res))
         return 0
 
@@ -157,25 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         cfg = CONFIGS[name]
         batch = max(1, cfg["batch"] // 4) if args.quick else cfg["batch"]
-        for mode in args.modes:
-            for phase in args.phases:
-                child = dict(model_name=name, faithful=mode == "faithful", phase=phase,
-                             device=args.device, batch=batch, points=cfg["points"],
-                             warmup=warmup, repeats=repeats, threads=args.threads)  # fmt: skip
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--_child", json.dumps(child)],
-                    capture_output=True, text=True, check=False,
+        common = dict(model_name=name, device=args.device, batch=batch, points=cfg["points"],
+                      threads=args.threads)  # fmt: skip
+        for phase in args.phases:
+            t = _child("time", modes=args.modes, phase=phase, warmup=warmup, repeats=repeats,
+                       **common)  # fmt: skip
+            for mode in args.modes:
+                mem = _child("memory", mode=mode, phase=phase, **common)
+                r = dict(
+                    model=name, mode=mode, phase=phase, device=args.device, batch=batch,
+                    points=cfg["points"], warmup=warmup, repeats=repeats, threads=t["threads"],
+                    wall_median_s=statistics.median(t["wall"][mode]), wall_s=t["wall"][mode],
+                    cpu_median_s=statistics.median(t["cpu"][mode]), cpu_s=t["cpu"][mode], **mem,
                 )  # fmt: skip
-                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-                if proc.returncode or not line:
-                    print(proc.stdout, proc.stderr, file=sys.stderr)
-                    raise SystemExit(f"{name} {mode} {phase} failed (rc={proc.returncode})")
-                r = json.loads(line[0][len("RESULT ") :])
                 results.append(r)
                 print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={cfg['points']:4d}  "
-                      f"wall {r['median_s']:8.3f} s  cpu {r['cpu_median_s']:8.3f} s  "
-                      f"peak +{r['peak_mem_mib']:8.1f} MiB",
-                      flush=True)  # fmt: skip
+                      f"wall {r['wall_median_s']:8.3f} s  cpu {r['cpu_median_s']:8.3f} s  "
+                      f"peak +{r['peak_mem_mib']:8.1f} MiB", flush=True)  # fmt: skip
     meta = dict(
         python=platform.python_version(), platform=platform.platform(),
         cpu_count=os.cpu_count(), loadavg=os.getloadavg(), argv=sys.argv[1:],

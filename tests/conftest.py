@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -9,6 +10,13 @@ import pytest
 import torch
 
 from pointlib.testing import data_root
+
+
+def pytest_configure(config):
+    # Under xdist each worker gets one intra-op thread: two workers on two cores would otherwise
+    # oversubscribe the machine (measured ~4x slower model tests).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

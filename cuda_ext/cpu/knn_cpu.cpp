@@ -106,50 +106,71 @@ struct Cand<float> {
   static int64_t index(type c) { return static_cast<int64_t>(c & 0xffffffffull); }
 };
 
-// Blocked kNN for one query. Candidates with dist2 <= tau are collected unsorted; whenever the
-// list reaches 2k it is cut to its k best (nth_element), which tightens tau to the k-th
-// distance. Blocks whose lower bound exceeds tau cannot contribute and are skipped. The sweep
-// starts at the block with the smallest bound, then follows the curve. The k best are finally
-// sorted by (dist2, index).
+// Blocked kNN for the queries of one query block `qb` (a BlockCloud of the queries, so nearby
+// queries are processed together). Point blocks are ordered once per query block by the
+// box-to-box lower bound, which is below every query's own bound. Per query, candidates with
+// dist2 <= tau are collected unsorted; when the list reaches 2k it is cut to its k best
+// (nth_element), tightening tau to the k-th distance. A block is skipped when the query's own
+// bound exceeds tau, and the sweep stops at the first shared bound above tau. The k best are
+// finally sorted by (dist2, index).
 template <typename T>
-void knn_blocked(const BlockCloud<T>& c, T qx, T qy, T qz, int64_t k, T* lb,
-                 typename Cand<T>::type* cand, T* bd, int64_t* bi) {
+void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb, int64_t k,
+                     typename Cand<T>::type* cand, typename Cand<T>::type* border,
+                     int64_t* out_idx, T* out_d2) {
   using C = Cand<T>;
-  c.lower_bounds(qx, qy, qz, lb);
-  int64_t first = 0;
-  for (int64_t blk = 1; blk < c.nblk; ++blk) first = lb[blk] < lb[first] ? blk : first;
-  T tau = std::numeric_limits<T>::infinity();
-  int64_t cnt = 0;
-  T dd[kBlock];
-  for (int64_t o = 0; o < c.nblk; ++o) {
-    const int64_t blk = o == 0 ? first : (o <= first ? o - 1 : o);
-    if (lb[blk] > tau) continue;
-    const int64_t s0 = blk * kBlock;
-    const T* X = c.x.data() + s0;
-    const T* Y = c.y.data() + s0;
-    const T* Z = c.z.data() + s0;
-    int any = 0;
-    for (int64_t l = 0; l < kBlock; ++l) {
-      dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
-      any |= dd[l] <= tau;
-    }
-    if (!any) continue;
-    const int64_t* ids = c.id.data() + s0;
-    const int64_t real = std::min(kBlock, c.n - s0);  // padding slots are never candidates
-    for (int64_t l = 0; l < real; ++l) {
-      if (dd[l] <= tau) cand[cnt++] = C::make(dd[l], ids[l]);
-    }
-    if (cnt >= 2 * k || (cnt >= k && tau == std::numeric_limits<T>::infinity())) {
-      std::nth_element(cand, cand + (k - 1), cand + cnt);
-      cnt = k;
-      tau = C::dist(cand[k - 1]);
-    }
+  for (int64_t blk = 0; blk < c.nblk; ++blk) {
+    T gx = std::max(c.lx[blk] - qc.hx[qb], qc.lx[qb] - c.hx[blk]);
+    T gy = std::max(c.ly[blk] - qc.hy[qb], qc.ly[qb] - c.hy[blk]);
+    T gz = std::max(c.lz[blk] - qc.hz[qb], qc.lz[qb] - c.hz[blk]);
+    gx = gx > T(0) ? gx : T(0);
+    gy = gy > T(0) ? gy : T(0);
+    gz = gz > T(0) ? gz : T(0);
+    border[blk] = C::make(sqdist(gx, gy, gz), blk);
   }
-  if (cnt > k) std::nth_element(cand, cand + (k - 1), cand + cnt);
-  std::sort(cand, cand + k);
-  for (int64_t i = 0; i < k; ++i) {
-    bd[i] = C::dist(cand[i]);
-    bi[i] = C::index(cand[i]);
+  std::sort(border, border + c.nblk);
+  const int64_t q0 = qb * kBlock, q1 = std::min(qc.n, q0 + kBlock);
+  T dd[kBlock];
+  for (int64_t s = q0; s < q1; ++s) {
+    const T qx = qc.x[s], qy = qc.y[s], qz = qc.z[s];
+    T tau = std::numeric_limits<T>::infinity();
+    int64_t cnt = 0;
+    for (int64_t o = 0; o < c.nblk; ++o) {
+      if (C::dist(border[o]) > tau) break;
+      const int64_t blk = C::index(border[o]);
+      T gx = std::max(c.lx[blk] - qx, qx - c.hx[blk]);
+      T gy = std::max(c.ly[blk] - qy, qy - c.hy[blk]);
+      T gz = std::max(c.lz[blk] - qz, qz - c.hz[blk]);
+      gx = gx > T(0) ? gx : T(0);
+      gy = gy > T(0) ? gy : T(0);
+      gz = gz > T(0) ? gz : T(0);
+      if (sqdist(gx, gy, gz) > tau) continue;
+      const int64_t s0 = blk * kBlock;
+      const T* X = c.x.data() + s0;
+      const T* Y = c.y.data() + s0;
+      const T* Z = c.z.data() + s0;
+      for (int64_t l = 0; l < kBlock; ++l) dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
+      int any = 0;
+      for (int64_t l = 0; l < kBlock; ++l) any += dd[l] <= tau ? 1 : 0;
+      if (!any) continue;
+      const int64_t* ids = c.id.data() + s0;
+      const int64_t real = std::min(kBlock, c.n - s0);  // padding slots are never candidates
+      for (int64_t l = 0; l < real; ++l) {
+        if (dd[l] <= tau) cand[cnt++] = C::make(dd[l], ids[l]);
+      }
+      if (cnt >= 2 * k || (cnt >= k && tau == std::numeric_limits<T>::infinity())) {
+        std::nth_element(cand, cand + (k - 1), cand + cnt);
+        cnt = k;
+        tau = C::dist(cand[k - 1]);
+      }
+    }
+    if (cnt > k) std::nth_element(cand, cand + (k - 1), cand + cnt);
+    std::sort(cand, cand + k);
+    T* bd = out_d2 + qc.id[s] * k;
+    int64_t* bi = out_idx + qc.id[s] * k;
+    for (int64_t i = 0; i < k; ++i) {
+      bd[i] = C::dist(cand[i]);
+      bi[i] = C::index(cand[i]);
+    }
   }
 }
 
@@ -158,36 +179,41 @@ void knn_kernel(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int
                 int64_t* out_idx, T* out_d2) {
   // Blocked search for k up to N / 2 (float indices must fit the packed candidate).
   const bool blocked = N >= 4 * kBlock && 2 * k <= N && N < (int64_t(1) << 32);
-  std::vector<BlockCloud<T>> clouds;
-  std::vector<T> soa;
   if (blocked) {
-    clouds = build_block_clouds(pts, B, N);
-  } else {
-    soa = to_soa(pts, B, N);
+    const std::vector<BlockCloud<T>> clouds = build_block_clouds(pts, B, N);
+    const bool self = qry == pts && M == N;  // queries are the points: share the blocks
+    std::vector<BlockCloud<T>> qclouds;
+    if (!self) qclouds = build_block_clouds(qry, B, M);
+    const std::vector<BlockCloud<T>>& qcs = self ? clouds : qclouds;
+    const int64_t nqb = qcs[0].nblk;
+    at::parallel_for(0, B * nqb, 1, [&](int64_t t0, int64_t t1) {
+      std::vector<typename Cand<T>::type> cand(static_cast<size_t>(2 * k + kBlock));
+      std::vector<typename Cand<T>::type> border(static_cast<size_t>(clouds[0].nblk));
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / nqb;
+        knn_query_block(clouds[b], qcs[b], t % nqb, k, cand.data(), border.data(),
+                        out_idx + b * M * k, out_d2 + b * M * k);
+      }
+    });
+    return;
   }
+  const std::vector<T> soa = to_soa(pts, B, N);
   const int64_t nblocks = (M + kQueryBlock - 1) / kQueryBlock;
   at::parallel_for(0, B * nblocks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> d(blocked ? 0 : static_cast<size_t>(N));
-    std::vector<int32_t> order(!blocked && k > kInsertionMaxK ? static_cast<size_t>(N) : 0);
-    const int64_t nblk = blocked ? clouds[0].nblk : 0;
-    std::vector<T> lb(static_cast<size_t>(nblk));
-    std::vector<typename Cand<T>::type> cand(blocked ? static_cast<size_t>(2 * k + kBlock) : 0);
+    std::vector<T> d(static_cast<size_t>(N));
+    std::vector<int32_t> order(k > kInsertionMaxK ? static_cast<size_t>(N) : 0);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / nblocks;
       const int64_t m0 = (t % nblocks) * kQueryBlock;
       const int64_t m1 = std::min(M, m0 + kQueryBlock);
+      const T* X = soa.data() + b * 3 * N;
+      const T* Y = X + N;
+      const T* Z = Y + N;
       for (int64_t m = m0; m < m1; ++m) {
         const T* q = qry + (b * M + m) * 3;
         const T qx = q[0], qy = q[1], qz = q[2];
         T* bd = out_d2 + (b * M + m) * k;
         int64_t* bi = out_idx + (b * M + m) * k;
-        if (blocked) {
-          knn_blocked(clouds[b], qx, qy, qz, k, lb.data(), cand.data(), bd, bi);
-          continue;
-        }
-        const T* X = soa.data() + b * 3 * N;
-        const T* Y = X + N;
-        const T* Z = Y + N;
         T* dd = d.data();
         for (int64_t j = 0; j < N; ++j) dd[j] = sqdist(qx - X[j], qy - Y[j], qz - Z[j]);
         if (k <= kInsertionMaxK) {

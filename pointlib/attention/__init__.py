@@ -27,6 +27,7 @@ from pointlib.attention.functional import attention, channel_attention, feature_
 from pointlib.attention.modules import ChannelAttention, NeighborhoodAttention
 from pointlib.attention.neighborhood import (
     Neighborhood,
+    ball_neighborhood,
     grid,
     knn_neighborhood,
     route,
@@ -48,6 +49,7 @@ __all__ = [
     "RelPosMLP",
     "RelPosTable",
     "attention",
+    "ball_neighborhood",
     "channel_attention",
     "feature_map",
     "grid",

@@ -19,6 +19,7 @@ linear kernels, and used as the test oracle).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -33,6 +34,7 @@ BackendName = Literal["auto", "sdpa", "explicit"]
 __all__ = ["attention", "channel_attention", "feature_map"]
 
 _GLOBAL = Neighborhood()
+_Result = Tensor | tuple[Tensor, Tensor]
 #: elements of gathered K+V per SDPA call (16 MiB in float32: cache-friendly, bounded memory)
 CHUNK_ELEMENTS = 1 << 22
 
@@ -347,26 +349,32 @@ def attention(
     return mix(r1, r2)
 
 
+@dataclass(slots=True)
 class _Opts:
-    __slots__ = (
-        "chunk",
-        "dropout_p",
-        "fmap",
-        "kernel",
-        "l1_axis",
-        "norm",
-        "return_attn",
-        "rope",
-        "scale",
-        "use_sdpa",
-    )
+    """Resolved per-call options shared by the mode implementations."""
 
-    def __init__(self, **kw: object) -> None:
-        for key, val in kw.items():
-            setattr(self, key, val)
+    scale: float | None
+    kernel: str
+    fmap: str
+    norm: str
+    rope: Callable[[Tensor], Tensor] | None
+    l1_axis: str
+    dropout_p: float
+    use_sdpa: bool
+    chunk: int | None
+    return_attn: bool
 
 
-def _run(q, k, v, nbr, bias, ek, ev, o: _Opts):
+def _run(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    nbr: Neighborhood,
+    bias: Tensor | None,
+    ek: Tensor | None,
+    ev: Tensor | None,
+    o: _Opts,
+) -> _Result:
     B, H, Nq, _D = q.shape
     Nk, Dv = k.shape[2], v.shape[-1]
     if nbr.mode == "global":
@@ -407,7 +415,15 @@ def _run(q, k, v, nbr, bias, ek, ev, o: _Opts):
     return (tok, attn) if o.return_attn else tok
 
 
-def _global(q, k, v, bias, ek, ev, o: _Opts):
+def _global(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor | None,
+    ek: Tensor | None,
+    ev: Tensor | None,
+    o: _Opts,
+) -> _Result:
     B, H, Nq, _D = q.shape
     Nk = k.shape[2]
     M = 0 if ek is None else ek.shape[2]
@@ -431,7 +447,7 @@ def _global(q, k, v, bias, ek, ev, o: _Opts):
     return (out, w) if o.return_attn else out
 
 
-def _weights(q, k, bias, mask, o: _Opts) -> Tensor:
+def _weights(q: Tensor, k: Tensor, bias: Tensor | None, mask: Tensor | None, o: _Opts) -> Tensor:
     if o.kernel == "linear":
         return _linear_weights(q, k, o.scale, mask, o.fmap, o.norm, o.rope)
     return _softmax_weights(q, k, o.scale, bias, mask)
@@ -457,7 +473,9 @@ def _with_extra(kg: Tensor, ek: Tensor | None, R: int) -> Tensor:
     return torch.cat([kg, ek[:, None].expand(B, R, H, M, D)], 3)
 
 
-def _mask(valid: Tensor | None, B: int, R: int, K: int, M: int, device) -> Tensor | None:
+def _mask(
+    valid: Tensor | None, B: int, R: int, K: int, M: int, device: torch.device
+) -> Tensor | None:
     """``(B, R, 1, 1, K + M)`` bool mask or ``None``."""
     if valid is None:
         return None
@@ -467,7 +485,17 @@ def _mask(valid: Tensor | None, B: int, R: int, K: int, M: int, device) -> Tenso
     return m[:, :, None, None, :]
 
 
-def _query(q, k, v, idx, valid, bias, ek, ev, o: _Opts):
+def _query(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    idx: Tensor,
+    valid: Tensor | None,
+    bias: Tensor | None,
+    ek: Tensor | None,
+    ev: Tensor | None,
+    o: _Opts,
+) -> _Result:
     B, H, Nq, D = q.shape
     Dv, K = v.shape[-1], idx.shape[-1]
     M = 0 if ek is None else ek.shape[2]
@@ -497,7 +525,9 @@ def _query(q, k, v, idx, valid, bias, ek, ev, o: _Opts):
     return (out, torch.cat(attns, 2)) if o.return_attn else out
 
 
-def _sdpa_masked(qf, kf, vf, bf, mf, o: _Opts) -> Tensor:
+def _sdpa_masked(
+    qf: Tensor, kf: Tensor, vf: Tensor, bf: Tensor | None, mf: Tensor | None, o: _Opts
+) -> Tensor:
     """SDPA with an additive bias and a bool validity mask; all-masked rows give zeros."""
     if mf is None:
         return F.scaled_dot_product_attention(
@@ -515,7 +545,18 @@ def _sdpa_masked(qf, kf, vf, bf, mf, o: _Opts) -> Tensor:
     return out.masked_fill(dead, 0.0)
 
 
-def _group(q, k, v, idx, qidx, valid, bias, ek, ev, o: _Opts):
+def _group(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    idx: Tensor,
+    qidx: Tensor,
+    valid: Tensor | None,
+    bias: Tensor | None,
+    ek: Tensor | None,
+    ev: Tensor | None,
+    o: _Opts,
+) -> _Result:
     B, H, _Nq, D = q.shape
     Dv = v.shape[-1]
     G, Kk = idx.shape[1:]

@@ -23,12 +23,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from pointlib.ops import ball_query as _ball_query
 from pointlib.ops import knn as _knn
 
 Mode = Literal["global", "query", "group"]
 
 __all__ = [
     "Neighborhood",
+    "ball_neighborhood",
     "grid",
     "knn_neighborhood",
     "route",
@@ -113,6 +115,35 @@ class Neighborhood:
         """Keys per query (query mode) or per group (group mode); ``None`` in global mode."""
         return None if self.index is None else int(self.index.shape[-1])
 
+    def to_edge_index(self, batch_size: int, num_kv: int, num_q: int | None = None) -> Tensor:
+        """PyG-style ``edge_index (2, E)``: row 0 = key/value token, row 1 = query token.
+
+        Tokens of sample ``b`` are numbered ``b * num_kv + j`` (keys) and ``b * num_q + i``
+        (queries, ``num_q`` defaults to ``num_kv``), as in a PyG ``Batch``. Invalid slots are
+        dropped. Query mode gives one edge per (query, slot); group mode one per (query of the
+        group, key of the group). Global mode is not supported (it would be dense).
+        """
+        if self.mode == "global" or self.index is None:
+            raise ValueError("to_edge_index() needs a query- or group-mode Neighborhood")
+        nq = num_kv if num_q is None else num_q
+        B = batch_size
+        idx = self.index.expand(B, -1, -1)
+        valid = None if self.valid is None else self.valid.expand(B, -1, -1)
+        boff = torch.arange(B, device=idx.device)[:, None, None]
+        if self.mode == "query":
+            src = idx + boff * num_kv
+            dst = torch.arange(idx.shape[1], device=idx.device)[None, :, None] + boff * nq
+            dst = dst.expand_as(src)
+            keep = valid
+        else:
+            qi = (self.q_index if self.q_index is not None else self.index).expand(B, -1, -1)
+            src = (idx + boff * num_kv)[:, :, None, :].expand(-1, -1, qi.shape[-1], -1)
+            dst = (qi + boff * nq)[:, :, :, None].expand_as(src)
+            keep = None if valid is None else valid[:, :, None, :].expand_as(src)
+        if keep is not None:
+            src, dst = src[keep], dst[keep]
+        return torch.stack([src.reshape(-1), dst.reshape(-1)])
+
     def to(self, device: torch.device | str) -> Neighborhood:
         """A copy with every tensor moved to ``device``."""
         moved = {
@@ -150,6 +181,37 @@ def knn_neighborhood(
     B, M, _ = idx.shape
     nb = torch.gather(pos, 1, idx.reshape(B, M * k, 1).expand(-1, -1, 3)).view(B, M, k, 3)
     return Neighborhood(mode="query", index=idx, rel=nb - q[:, :, None, :])
+
+
+def ball_neighborhood(
+    pos: Tensor,
+    radius: float,
+    k: int,
+    query_pos: Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> Neighborhood:
+    """Query-mode neighbourhood of up to ``k`` points within ``radius`` (ball query).
+
+    Uses :func:`pointlib.ops.ball_query` (first ``k`` members by index, strict ``dist2 < r2``).
+    Its padding (repeats of the first member) and the nearest-point fill of empty balls are marked
+    ``valid=False``, so they get exactly zero attention weight; ``k`` may exceed ``N``.
+
+    Returns:
+        ``Neighborhood(mode="query", index (B, M, k), valid (B, M, k), rel (B, M, k, 3))``.
+    """
+    if not isinstance(pos, Tensor) or pos.dim() != 3:
+        raise ValueError(f"pos must have shape (B, N, 3), got {getattr(pos, 'shape', pos)}")
+    idx = _ball_query(pos, radius, k, query_pos, backend=backend)
+    q = pos if query_pos is None else query_pos
+    B, M, _ = idx.shape
+    nb = torch.gather(pos, 1, idx.reshape(B, M * k, 1).expand(-1, -1, 3)).view(B, M, k, 3)
+    rel = nb - q[:, :, None, :]
+    repeat = torch.zeros_like(idx, dtype=torch.bool)
+    repeat[..., 1:] = idx[..., 1:] == idx[..., :1]
+    r2 = torch.tensor(float(radius) ** 2, dtype=pos.dtype)
+    inside = (rel * rel).sum(-1) < r2
+    return Neighborhood(mode="query", index=idx, valid=~repeat & inside, rel=rel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +371,9 @@ def windows(
 # content routing (BiFormer)
 
 
-def route(q: Tensor, k: Tensor, regions: Neighborhood, topk: int, *, scale: float | None = None):
+def route(
+    q: Tensor, k: Tensor, regions: Neighborhood, topk: int, *, scale: float | None = None
+) -> Neighborhood:
     """BiFormer bi-level routing: each region attends to the tokens of its ``topk`` regions.
 
     Region descriptors are the means of ``q`` and ``k`` over each region's tokens; region ``g``

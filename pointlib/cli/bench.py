@@ -1,6 +1,7 @@
-"""``pointlib bench [--ops-only | --models-only] [-- ARGS...]``: run ``benchmarks/bench_ops.py``
-and ``benchmarks/bench_models.py`` of a source checkout and print their tables. Arguments after
-``--`` are passed to both scripts."""
+"""``pointlib bench [--ops-only | --models-only] [--quick] [-- ARGS...]``.
+
+Runs ``benchmarks/bench_ops.py`` and ``benchmarks/bench_models.py`` of a source checkout and
+prints their tables. Arguments after ``--`` are passed to both scripts."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ops-only", action="store_true")
     g.add_argument("--models-only", action="store_true")
+    p.add_argument("--quick", action="store_true", help="pass --quick to the scripts")
     args = p.parse_args(argv)
+    if args.quick:
+        extra = ["--quick", *extra]
     names = ["bench_ops.py", "bench_models.py"]
     if args.ops_only:
         names = names[:1]

@@ -109,7 +109,10 @@ class IndexedView(Dataset):
         j = self.indices[i]
         item = dict(self.base[j])
         if self.label_map is not None:
-            item["label"] = self.label_map[int(item["label"])]
+            new = torch.tensor(self.label_map[int(item["label"])], dtype=torch.int64)
+            item["label"] = new
+            if "category" in item:
+                item["category"] = new.clone()
         if self.augment is not None:
             g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, j))
             item = build_augmentation(self.augment, self.up_axis)(item, generator=g)
@@ -122,8 +125,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     from pointlib.datasets.collate import collate_points
 
     batch = collate_points(items)
-    if "index" in items[0] and not isinstance(batch.get("index"), Tensor):
-        batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.int64)
+    for key in ("index", "label", "category"):
+        if key in batch and isinstance(batch[key], list):
+            batch[key] = torch.tensor([int(v) for v in batch[key]], dtype=torch.int64)
     return batch
 
 

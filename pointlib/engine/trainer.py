@@ -348,6 +348,7 @@ def train(
     best = -math.inf
     history: list[dict[str, Any]] = []
     meter_state: torch.Tensor | None = None
+    best_weights: dict[str, torch.Tensor] | None = None  # in memory: every rank tests the same
     rng: dict[str, Any] | None = None
     if resume is not None:
         state = load_checkpoint(resume, map_location=device)
@@ -392,7 +393,13 @@ def train(
         except ImportError:  # pragma: no cover - tensorboard is a dependency
             log.warning("tensorboard is not installed; skipping TensorBoard logs")
 
-    def checkpoint(name: str, epoch: int, step_in_epoch: int, meter: Any | None) -> None:
+    def checkpoint(
+        name: str,
+        epoch: int,
+        step_in_epoch: int,
+        meter: Any | None,
+        rng: dict[str, Any] | None = None,
+    ) -> None:
         if out is None or not main:
             return
         save_checkpoint(
@@ -409,7 +416,7 @@ def train(
                 "best": best,
                 "history": history,
                 "meter_state": meter.state() if meter is not None else None,
-                "rng": _rng_state(),
+                "rng": rng if rng is not None else _rng_state(),
                 "config": config_to_dict(cfg),
                 "classes": data.classes,
                 "up_axis": data.up_axis,
@@ -451,9 +458,11 @@ def train(
             total=len(batches),
             leave=False,
         )
-        step_i = skip
+        done = skip  # steps of this epoch whose update is complete
+        rng_at_step: dict[str, Any] | None = None  # RNG at the start of an unfinished step
         try:
             for step_i, batch in enumerate(bar, start=skip):
+                rng_at_step = _rng_state()
                 batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
                 normals = batch.get("normals") if cfg.data.normals else None
                 with _autocast(device, use_amp):
@@ -477,6 +486,7 @@ def train(
                     meter.update(logits.detach().float(), target, batch["category"], loss_value)
                 else:
                     meter.update(logits.detach().float(), target, loss_value)
+                done, rng_at_step = step_i + 1, None
                 if progress:
                     bar.set_postfix(loss=f"{loss_value:.3f}")
                 if writer is not None and global_step % cfg.train.log_every == 0:
@@ -489,9 +499,10 @@ def train(
                 if stopped:
                     break
         except KeyboardInterrupt:
-            # step_i has not finished: resume at it (its update may be lost, not duplicated)
-            log.warning("interrupted at epoch %d step %d; writing last.pt", epoch, step_i)
-            checkpoint("last.pt", epoch, step_i, meter)
+            # resume at the first unfinished step, with the RNG state it started from (exact
+            # unless the interrupt lands inside the optimiser update itself)
+            log.warning("interrupted at epoch %d after step %d; writing last.pt", epoch, done)
+            checkpoint("last.pt", epoch, done, meter, rng=rng_at_step)
             raise
         finally:
             bar.close()
@@ -529,6 +540,7 @@ def train(
         improved = score > best
         if improved:
             best = score
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, float) and math.isfinite(v):
@@ -562,10 +574,11 @@ def train(
         return result
     barrier()
     best_model = model
-    if out is not None:
-        best_state = load_checkpoint(out / "best.pt", map_location=device)
+    if best_weights is None and out is not None and (out / "best.pt").is_file():
+        best_weights = load_checkpoint(out / "best.pt", map_location=device)["model"]
+    if best_weights is not None:  # else: no epoch ran in this call and no best.pt on disk
         best_model = create_model(cfg.model.name, **model_kwargs).to(device)
-        best_model.load_state_dict(best_state["model"])
+        best_model.load_state_dict(best_weights)
     result.test = evaluate_test(
         cfg, best_model, data, device=device, dist_info=dist_info, progress=progress
     )

@@ -14,6 +14,7 @@ features ``(B, M, K, C)``; 1x1 convolutions are :class:`torch.nn.Linear` maps on
 :class:`PointNetSetAbstraction`      PointNet++ SSG SA layer (non-invariant baseline)
 :class:`GlobalTransformer`           RISurConv's global TransformerEncoder head (spec §3.1)
 :class:`ClassifierHead`              ``Linear-BN-ReLU-Dropout`` MLP head returning logits
+:class:`Quirks`                      the spec §9 switches; presets ``FIXED`` and ``FAITHFUL``
 ==================================  ========================================================
 """
 
@@ -23,10 +24,13 @@ from pointlib.nn.blocks import BatchNormLast, LinearBNReLU, RISPEmbedding, Share
 from pointlib.nn.heads import ClassifierHead, GlobalTransformer
 from pointlib.nn.offset_attention import GroupOffsetAttention, OffsetAttention
 from pointlib.nn.pointnet2 import PointNetSetAbstraction
+from pointlib.nn.quirks import FAITHFUL, FIXED, Quirks
 from pointlib.nn.riconv2 import RIConv2FeaturePropagation, RIConv2SetAbstraction
 from pointlib.nn.risurconv import RISurConvFeaturePropagation, RISurConvSetAbstraction
 
 __all__ = [
+    "FAITHFUL",
+    "FIXED",
     "BatchNormLast",
     "ClassifierHead",
     "GlobalTransformer",
@@ -34,6 +38,7 @@ __all__ = [
     "LinearBNReLU",
     "OffsetAttention",
     "PointNetSetAbstraction",
+    "Quirks",
     "RIConv2FeaturePropagation",
     "RIConv2SetAbstraction",
     "RISPEmbedding",

@@ -1,4 +1,4 @@
-"""Compiled backends: ``cpu`` and ``cuda`` (``pointlib._C``) and, where installed, ``torch_cluster``.
+"""Compiled backends: ``cpu``, ``cuda`` (``pointlib._C``) and, where installed, ``torch_cluster``.
 
 The ``cpu`` and ``cuda`` names are always registered so that an explicit ``backend="cpu"`` without
 the extension fails with :class:`~pointlib.ops.BackendUnavailableError` naming the build command;
@@ -27,7 +27,8 @@ _OPS = ("knn", "ball_query", "fps")
 
 
 def _hint(mode: str) -> str:
-    return _ext.BUILD_HINT.format(mode=mode).capitalize() + "."
+    text = _ext.BUILD_HINT.format(mode=mode)
+    return text[:1].upper() + text[1:] + "."
 
 
 def _missing(mode: str) -> str:
@@ -165,6 +166,6 @@ register_backend(
         "torch_cluster",
         {"fps": _tc_fps},
         _can_run_tc,
-        hint="Install it with `pip install --no-build-isolation torch-cluster` (pointlib[cluster]).",
+        hint="Install it: `pip install --no-build-isolation torch-cluster` (pointlib[cluster]).",
     )
 )

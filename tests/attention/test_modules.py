@@ -128,3 +128,24 @@ def test_module_errors():
             torch.randn(1, 16, 8),
             Neighborhood(mode="group", index=windows(4, 4, 2).index, reduce="none"),
         )
+
+
+def test_rotation_invariant_with_invariant_rel_and_negative_control():
+    """With rotation-invariant inputs and rel = |Δ| the attention is invariant; Δxyz is not."""
+    from pointlib.geometry import apply_rotation, random_rotation
+
+    torch.manual_seed(5)
+    pos = torch.randn(2, 16, 3, dtype=DT)
+    x = torch.randn(2, 16, 8, dtype=DT)  # features attached to points (rotation-free)
+    rot = random_rotation(2, generator=torch.Generator().manual_seed(0), dtype=DT)
+    pos_r = apply_rotation(rot, pos)[0]
+
+    def run(m, p, invariant):
+        nbr = knn_neighborhood(p, 6)
+        rel = nbr.rel.norm(dim=-1, keepdim=True) if invariant else nbr.rel
+        return m(x, Neighborhood(mode="query", index=nbr.index, rel=rel))
+
+    m_inv = NeighborhoodAttention(8, 2, bias=RelPosMLP(1, 2, 8)).double()
+    torch.testing.assert_close(run(m_inv, pos_r, True), run(m_inv, pos, True))
+    m_raw = NeighborhoodAttention(8, 2, bias=RelPosMLP(3, 2, 8)).double()
+    assert (run(m_raw, pos_r, False) - run(m_raw, pos, False)).abs().max() > 1e-4

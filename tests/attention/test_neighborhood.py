@@ -160,3 +160,45 @@ def test_neighborhood_validation():
         )
     nbr = grid(5, 5, 3).to("cpu")
     assert nbr.k == 9
+
+
+def test_ball_neighborhood_padding_is_invalid_and_gets_zero_weight():
+    from pointlib.attention import attention, ball_neighborhood
+
+    pos = torch.tensor([[[0.0, 0, 0], [0.5, 0, 0], [3, 0, 0], [3.2, 0, 0], [9, 0, 0]]])
+    nbr = ball_neighborhood(pos, 1.0, 6)  # k > N
+    assert nbr.index.shape == (1, 5, 6)
+    assert nbr.valid.sum(-1).tolist() == [[2, 2, 2, 2, 1]]
+    for i, members in enumerate([[0, 1], [0, 1], [2, 3], [2, 3], [4]]):
+        assert nbr.index[0, i][nbr.valid[0, i]].tolist() == members
+    # empty ball for an off-cloud query: the nearest-point fill is invalid too
+    far = ball_neighborhood(pos, 0.1, 3, torch.tensor([[[6.0, 0, 0]]]))
+    assert not far.valid.any()
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    out, w = attention(q, k, v, nbr, return_attn=True)
+    assert (w[~nbr.valid[:, None].expand_as(w)] == 0).all()
+    torch.testing.assert_close(out[0, :, 4], v[0, :, 4])  # only itself in its ball
+
+
+def test_to_edge_index_matches_pyg_scatter_softmax_reference():
+    """Edge lists carry the same neighbourhood: a scatter-softmax over edges equals the core."""
+    from pointlib.attention import attention
+
+    g = torch.Generator().manual_seed(0)
+    B, H, N, D = 2, 1, 16, 3
+    q, k, v = (torch.randn(B, H, N, D, generator=g, dtype=torch.float64) for _ in range(3))
+    for nbr in (grid(4, 4, 3), windows(4, 4, 2, halo=1)):
+        ei = nbr.to_edge_index(B, N)
+        qf, kf, vf = (t[:, 0].reshape(B * N, D) for t in (q, k, v))
+        logit = (qf[ei[1]] * kf[ei[0]]).sum(-1) * D**-0.5
+        w = torch.exp(logit - logit.max())
+        den = torch.zeros(B * N, dtype=w.dtype).index_add(0, ei[1], w)
+        out = torch.zeros(B * N, D, dtype=w.dtype).index_add(
+            0, ei[1], (w / den[ei[1]])[:, None] * vf[ei[0]]
+        )
+        if nbr.mode == "group":  # each token is the query of exactly one block
+            assert torch.bincount(ei[1]).min() > 0
+        torch.testing.assert_close(out.view(B, 1, N, D), attention(q, k, v, nbr))
+    with pytest.raises(ValueError, match="query- or group-mode"):
+        Neighborhood().to_edge_index(1, 4)

@@ -64,7 +64,7 @@ def _states_equal(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("stop_at", [3, 5])  # mid-epoch (4 steps per epoch) and just after one
+@pytest.mark.parametrize("stop_at", [6])  # mid-way through the 2nd epoch (4 steps each)
 def test_resume_mid_epoch_gives_identical_weights(tmp_path, stop_at):
     cfg = toy_config(train={"epochs": 3})
     full = train(cfg, tmp_path / "full", data=toy_bundle(cfg), run_test=False)
@@ -127,3 +127,52 @@ def test_lr_schedule_matches_recipes():
     assert bn_momentum_at(sp, 45) == pytest.approx(0.025)
     assert bn_momentum_at(sp, 200) == pytest.approx(0.01)
     assert bn_momentum_at(SchedConfig(), 3) is None
+
+
+def test_class_subset_is_relabelled_and_collates():
+    from pointlib.engine.data import collate
+
+    cfg = toy_config(data={"classes": ["z-long", "x-long"]})
+    data = toy_bundle(cfg)
+    assert data.classes == ["z-long", "x-long"] and data.num_classes == 2
+    items = [data.test[i] for i in range(len(data.test))]
+    assert len(items) == 16  # 24 test samples, one third of them y-long and dropped
+    batch = collate(items)
+    assert batch["label"].dtype == torch.int64 and set(batch["label"].tolist()) == {0, 1}
+    for it in items:  # z-long (orig label 2) -> 0, x-long (orig 0) -> 1
+        assert int(it["label"]) == {2: 0, 0: 1}[int(data.test.base.labels[it["index"]])]
+    assert batch["index"].tolist() == [it["index"] for it in items]
+
+
+class _Interrupting(torch.utils.data.Dataset):
+    """Wraps a dataset; raises KeyboardInterrupt (Ctrl-C) on the ``at``-th item fetched."""
+
+    def __init__(self, base, at: int) -> None:
+        self.base, self.at, self.fetched = base, at, 0
+        self.classes, self.up_axis, self.labels = base.classes, base.up_axis, base.labels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.fetched += 1
+        if self.fetched == self.at:
+            raise KeyboardInterrupt
+        return self.base[i]
+
+
+def test_ctrl_c_writes_a_resumable_checkpoint(tmp_path, toy):
+    from pointlib.engine.data import bundle_from_datasets
+
+    cfg = toy_config(train={"epochs": 2})
+    full = train(cfg, tmp_path / "full", data=toy_bundle(cfg), run_test=False)
+    # epoch 1 fetches 4 batches of 8 plus 12 val items (44); fetch 67 is the 23rd of epoch 2,
+    # i.e. while loading its third batch: steps 0 and 1 of epoch 2 are done
+    broken = _Interrupting(toy.ToyShapes(48, seed=0), at=44 + 23)
+    data = bundle_from_datasets(cfg, broken, toy.ToyShapes(24, seed=1))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "part", data=data, run_test=False)
+    ck = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 2)
+    resumed = train(cfg, tmp_path / "part", data=toy_bundle(cfg), resume=ck["path"], run_test=False)
+    _states_equal(resumed.model.state_dict(), full.model.state_dict())

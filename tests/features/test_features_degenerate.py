@@ -80,9 +80,9 @@ def degenerate_clouds(dtype):
 def test_degenerate_inputs_are_finite(case, faithful, dtype):
     xyz, nrm = degenerate_clouds(dtype)[case]
     assert_finite(cloud_outputs(xyz, nrm, faithful))
-    for K in (1, 2, 8, 16):
+    for K, shifts in ((1, (1,)), (2, (1,)), (8, (1, 2, 7)), (16, (1,))):
         idx, _ = knn(xyz, K, xyz[:, :5])  # the centre is among its own neighbours
-        for shift in (1, 2, 7):
+        for shift in shifts:
             assert_finite(local_outputs(xyz, nrm, idx, 5, faithful, shift))
 
 

@@ -128,3 +128,21 @@ def test_lra_normals_feed_invariant_features(gen):
 
     assert_rotation_invariant(make_fn(False), xyz, atol=1e-9, generator=gen)
     assert rotation_error(make_fn(True), xyz, trials=4, generator=gen) > 0.1
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("faithful", [False, True])
+def test_cuda_matches_cpu(gen, faithful):
+    xyz, nrm = make_cloud(2, 64, generator=gen, dtype=torch.float64)
+    idx, _ = knn(xyz, K, xyz[:, :M])
+    args = (xyz, nrm, xyz[:, :M], nrm[:, :M], idx)
+    for fn in (F.risp_features, F.riconv2_features):
+        f, io = fn(*args, faithful=faithful)
+        fc, ioc = fn(*(a.cuda() for a in args), faithful=faithful)
+        assert torch.equal(ioc.cpu(), io)
+        torch.testing.assert_close(fc.cpu(), f, rtol=0, atol=1e-12)
+    a = F.local_reference_axis(xyz, 16, faithful=faithful)
+    ac = F.local_reference_axis(xyz.cuda(), 16, faithful=faithful).cpu()
+    if faithful:  # the raw eigensolver sign may differ between devices
+        a, ac = a.abs(), ac.abs()
+    torch.testing.assert_close(ac, a, rtol=0, atol=1e-9)

@@ -7,14 +7,28 @@ See ``docs/backbones.md`` for parameter counts and how each token mixer maps ont
 
 from __future__ import annotations
 
-from pointlib.models.vision import convit, crossvit, davit, halonet  # noqa: F401
+from pointlib.models.vision import (  # noqa: F401
+    biformer,
+    convit,
+    crossvit,
+    davit,
+    halonet,
+    inline,
+    nat,
+    transnext,
+)
 
 #: the small registered variants the tests run (forward, backward, gradient reach)
 TEST_MODELS: tuple[str, ...] = (
+    "biformer_test_tiny",
     "convit_test_tiny",
     "crossvit_test_tiny",
     "davit_test_tiny",
     "halonet_test_tiny",
+    "inline_test_tiny",
+    "nat_test_tiny",
+    "rala_test_tiny",
+    "transnext_test_tiny",
 )
 
 __all__ = ["TEST_MODELS"]

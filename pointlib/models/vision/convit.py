@@ -136,6 +136,7 @@ class ConViT(nn.Module):
         local_up_to_layer: number of leading GPSA blocks; the CLS token joins after them.
         locality_strength: ``alpha`` of the GPSA local init.
         drop_rate, drop_path_rate: head dropout and (linearly increasing) stochastic depth.
+        global_pool: ``"token"`` (CLS, as published) or ``"avg"`` (mean of the patch tokens).
 
     Shapes:
         input ``[B, C_in, img, img]``; output ``[B, num_classes]``.
@@ -156,8 +157,12 @@ class ConViT(nn.Module):
         locality_strength: float = 1.0,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "token",
     ) -> None:
         super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        self.global_pool = global_pool
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
@@ -205,9 +210,14 @@ class ConViT(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.norm(x)
 
+    def forward_head(self, x: Tensor) -> Tensor:
+        """Tokens ``[B, 1 + N, C]`` -> logits: the CLS token, or the mean patch token (``avg``)."""
+        x = x[:, 1:].mean(1) if self.global_pool == "avg" else x[:, 0]
+        return self.head(self.head_drop(x))
+
     def forward(self, x: Tensor) -> Tensor:
         """Images ``[B, C_in, H, W]`` -> logits ``[B, num_classes]``."""
-        return self.head(self.head_drop(self.forward_features(x)[:, 0]))
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -193,8 +193,8 @@ class HaloNet(nn.Module):
         num_heads, block_size, halo_size: halo attention settings.
 
     Shapes:
-        input ``[B, C_in, H, W]`` (``H, W`` multiples of ``16 * block_size``); output
-        ``[B, num_classes]``.
+        input ``[B, C_in, H, W]`` (``H, W`` multiples of ``block_size`` times the largest stride
+        at which a halo block sees its input); output ``[B, num_classes]``.
     """
 
     def __init__(
@@ -265,7 +265,7 @@ class HaloNet(nn.Module):
 def halonet26t(**kwargs: Any) -> HaloNet:
     """HaloNet-26T (timm): halo blocks in the last two stages; 12,480,288 params (timm 12.48M).
 
-    Inputs must be multiples of 128 px (block 8 at stride 16); timm trains at 256.
+    Inputs must be multiples of 256 px (block 8 at stride 32, as timm).
     """
     return HaloNet(**kwargs)
 

@@ -16,14 +16,20 @@ FULL_COUNTS: dict[str, tuple[int, str]] = {
     "crossvit_tiny_240": (7_014_800, "timm 7,014,800 (paper 6.9M)"),
     "davit_tiny": (28_360_168, "timm 28,360,168 (paper 28.3M)"),
     "halonet26t": (12_480_288, "timm 12,480,288"),
+    "nat_mini": (19_984_174, "paper 20M"),
+    "inline_deit_tiny": (6_477_736, "paper 6.5M"),
+    "transnext_micro": (12_809_304, "paper 12.8M"),
+    "biformer_tiny": (13_142_760, "paper 13.1M"),
 }
 
+# input side per test variant (default 32); 64 px where the last stage would be a single token
+INPUT_SIZE = {"biformer_test_tiny": 64, "transnext_test_tiny": 64}
 
-def _input(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
-    size = getattr(model, "img_size", 32)
-    return torch.randn(
-        batch, model.in_chans, size, size, generator=torch.Generator().manual_seed(0)
-    )
+
+def _input(name: str, model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
+    size = INPUT_SIZE.get(name, getattr(model, "img_size", 32))
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(batch, model.in_chans, size, size, generator=gen)
 
 
 def test_registry_lists_every_test_variant():
@@ -40,7 +46,7 @@ def test_tiny_forward_backward_reaches_every_parameter(name):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     model.train()
-    x = _input(model)
+    x = _input(name, model)
     out = model(x)
     assert out.shape == (2, model.num_classes)
     assert torch.isfinite(out).all()
@@ -53,7 +59,7 @@ def test_tiny_forward_backward_reaches_every_parameter(name):
 def test_tiny_eval_is_batch_independent(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
-    x = _input(model, batch=3)
+    x = _input(name, model, batch=3)
     with torch.no_grad():
         full = model(x)
         single = model(x[1:2])
@@ -63,7 +69,7 @@ def test_tiny_eval_is_batch_independent(name):
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_wrong_channels_is_a_clear_error(name):
     model = create_model(name)
-    x = _input(model)[:, :1]
+    x = _input(name, model)[:, :1]
     with pytest.raises(ValueError, match="input channels"):
         model(x)
 
@@ -74,6 +80,10 @@ def test_wrong_channels_is_a_clear_error(name):
         ("convit_test_tiny", 40, "built for 32x32"),
         ("crossvit_test_tiny", 48, "built for 32x32"),
         ("halonet_test_tiny", 48, "not divisible by 32x32"),
+        ("biformer_test_tiny", 48, "not divisible by 32x32"),
+        ("transnext_test_tiny", 48, "not divisible by 32x32"),
+        ("inline_test_tiny", 40, "built for 32x32"),
+        ("rala_test_tiny", 40, "built for 32x32"),
     ],
 )
 def test_wrong_image_size_is_a_clear_error(name, size, match):
@@ -82,8 +92,10 @@ def test_wrong_image_size_is_a_clear_error(name, size, match):
         model(torch.randn(1, 3, size, size))
 
 
-def test_davit_accepts_any_size():
-    model = create_model("davit_test_tiny").eval()
+@pytest.mark.parametrize("name", ["davit_test_tiny", "nat_test_tiny"])
+def test_any_input_size_is_accepted(name):
+    # DaViT pads to whole windows; NAT pads maps smaller than the kernel (NATTEN semantics)
+    model = create_model(name).eval()
     assert model(torch.randn(1, 3, 37, 45)).shape == (1, 10)
 
 
@@ -97,3 +109,19 @@ def test_non_image_input_is_a_clear_error():
 def test_full_variant_parameter_count(name):
     expected, _source = FULL_COUNTS[name]
     assert num_params(create_model(name)) == expected
+
+
+@pytest.mark.parametrize("name", ["convit_test_tiny", "halonet_test_tiny", "transnext_test_tiny"])
+def test_checkpoint_round_trip_through_the_registry(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    torch.save(
+        {"name": model.model_name, "kwargs": model.model_kwargs, "state": model.state_dict()},
+        tmp_path / "ckpt.pt",
+    )
+    ckpt = torch.load(tmp_path / "ckpt.pt")
+    clone = create_model(ckpt["name"], **ckpt["kwargs"]).eval()
+    clone.load_state_dict(ckpt["state"])
+    x = _input(name, model)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x))

@@ -73,7 +73,9 @@ at::Tensor fps_cpu(const at::Tensor& points, int64_t npoint, int64_t start) {
     const scalar_t* src = p.data_ptr<scalar_t>();
     int64_t* out = idx.data_ptr<int64_t>();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) fps_cloud(src + b * N * 3, N, npoint, start, out + b * npoint);
+      for (int64_t b = b0; b < b1; ++b) {
+        fps_cloud(src + b * N * 3, N, npoint, start, out + b * npoint);
+      }
     });
   });
   return idx;

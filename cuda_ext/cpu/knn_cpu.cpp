@@ -110,9 +110,10 @@ struct Cand<float> {
 // queries are processed together). Point blocks are ordered once per query block by the
 // box-to-box lower bound, which is below every query's own bound. Per query, candidates with
 // dist2 <= tau are collected unsorted; when the list reaches 2k it is cut to its k best
-// (nth_element), tightening tau to the k-th distance. A block is skipped when the query's own
-// bound exceeds tau, and the sweep stops at the first shared bound above tau. The k best are
-// finally sorted by (dist2, index).
+// (nth_element), tightening tau to the k-th distance. tau starts from a bound derived from the
+// previous query of the block (usually a close neighbour along the curve). A block is skipped
+// when the query's own bound exceeds tau, and the sweep stops at the first shared bound above
+// tau. The k best are finally sorted by (dist2, index).
 template <typename T>
 void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb, int64_t k,
                      typename Cand<T>::type* cand, typename Cand<T>::type* border,
@@ -130,38 +131,56 @@ void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb
   std::sort(border, border + c.nblk);
   const int64_t q0 = qb * kBlock, q1 = std::min(qc.n, q0 + kBlock);
   T dd[kBlock];
+  const T inf = std::numeric_limits<T>::infinity();
+  double prev_r = -1, px = 0, py = 0, pz = 0;  // previous query and its k-th distance
   for (int64_t s = q0; s < q1; ++s) {
     const T qx = qc.x[s], qy = qc.y[s], qz = qc.z[s];
-    T tau = std::numeric_limits<T>::infinity();
+    // Start from a bound on the k-th distance taken from the previous (nearby) query: its k
+    // neighbours lie within prev_r + |q - q_prev| (triangle inequality), padded for rounding.
+    // If the bound still ends up too small (fewer than k candidates), redo with tau = inf.
+    T tau0 = inf;
+    if (prev_r >= 0) {
+      const double dq = std::sqrt((qx - px) * (qx - px) + (qy - py) * (qy - py) +
+                                  (qz - pz) * (qz - pz));
+      const double rr = (prev_r + dq) * (1 + 1e-5) + 1e-30;
+      if (rr * rr < static_cast<double>(std::numeric_limits<T>::max())) {
+        tau0 = static_cast<T>(rr * rr);
+      }
+    }
     int64_t cnt = 0;
-    for (int64_t o = 0; o < c.nblk; ++o) {
-      if (C::dist(border[o]) > tau) break;
-      const int64_t blk = C::index(border[o]);
-      T gx = std::max(c.lx[blk] - qx, qx - c.hx[blk]);
-      T gy = std::max(c.ly[blk] - qy, qy - c.hy[blk]);
-      T gz = std::max(c.lz[blk] - qz, qz - c.hz[blk]);
-      gx = gx > T(0) ? gx : T(0);
-      gy = gy > T(0) ? gy : T(0);
-      gz = gz > T(0) ? gz : T(0);
-      if (sqdist(gx, gy, gz) > tau) continue;
-      const int64_t s0 = blk * kBlock;
-      const T* X = c.x.data() + s0;
-      const T* Y = c.y.data() + s0;
-      const T* Z = c.z.data() + s0;
-      for (int64_t l = 0; l < kBlock; ++l) dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
-      int any = 0;
-      for (int64_t l = 0; l < kBlock; ++l) any += dd[l] <= tau ? 1 : 0;
-      if (!any) continue;
-      const int64_t* ids = c.id.data() + s0;
-      const int64_t real = std::min(kBlock, c.n - s0);  // padding slots are never candidates
-      for (int64_t l = 0; l < real; ++l) {
-        if (dd[l] <= tau) cand[cnt++] = C::make(dd[l], ids[l]);
+    for (int pass = 0; pass < 2; ++pass) {
+      T tau = pass == 0 ? tau0 : inf;
+      cnt = 0;
+      for (int64_t o = 0; o < c.nblk; ++o) {
+        if (C::dist(border[o]) > tau) break;
+        const int64_t blk = C::index(border[o]);
+        T gx = std::max(c.lx[blk] - qx, qx - c.hx[blk]);
+        T gy = std::max(c.ly[blk] - qy, qy - c.hy[blk]);
+        T gz = std::max(c.lz[blk] - qz, qz - c.hz[blk]);
+        gx = gx > T(0) ? gx : T(0);
+        gy = gy > T(0) ? gy : T(0);
+        gz = gz > T(0) ? gz : T(0);
+        if (sqdist(gx, gy, gz) > tau) continue;
+        const int64_t s0 = blk * kBlock;
+        const T* X = c.x.data() + s0;
+        const T* Y = c.y.data() + s0;
+        const T* Z = c.z.data() + s0;
+        for (int64_t l = 0; l < kBlock; ++l) dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
+        int any = 0;
+        for (int64_t l = 0; l < kBlock; ++l) any += dd[l] <= tau ? 1 : 0;
+        if (!any) continue;
+        const int64_t* ids = c.id.data() + s0;
+        const int64_t real = std::min(kBlock, c.n - s0);  // padding slots are never candidates
+        for (int64_t l = 0; l < real; ++l) {
+          if (dd[l] <= tau) cand[cnt++] = C::make(dd[l], ids[l]);
+        }
+        if (cnt >= 2 * k || (cnt >= k && tau == inf)) {
+          std::nth_element(cand, cand + (k - 1), cand + cnt);
+          cnt = k;
+          tau = C::dist(cand[k - 1]);
+        }
       }
-      if (cnt >= 2 * k || (cnt >= k && tau == std::numeric_limits<T>::infinity())) {
-        std::nth_element(cand, cand + (k - 1), cand + cnt);
-        cnt = k;
-        tau = C::dist(cand[k - 1]);
-      }
+      if (cnt >= k || tau0 == inf) break;
     }
     if (cnt > k) std::nth_element(cand, cand + (k - 1), cand + cnt);
     std::sort(cand, cand + k);
@@ -171,6 +190,8 @@ void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb
       bd[i] = C::dist(cand[i]);
       bi[i] = C::index(cand[i]);
     }
+    prev_r = std::sqrt(static_cast<double>(bd[k - 1]));
+    px = qx, py = qy, pz = qz;
   }
 }
 

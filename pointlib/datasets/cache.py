@@ -35,27 +35,21 @@ __all__ = [
 CACHE_VERSION = 1
 
 
-def _writable(path: Path) -> bool:
-    probe = path if path.exists() else path.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
-
-
 def default_cache_dir(root: str | os.PathLike[str] | None, name: str) -> Path:
     """Where a dataset caches its preprocessed arrays unless ``cache_dir=`` is given.
 
-    Order: ``$POINTLIB_CACHE/<name>``; else ``<root>/.pointlib_cache`` when ``root`` is writable;
-    else ``$XDG_CACHE_HOME/pointlib/<name>`` (``~/.cache/pointlib/<name>``), so read-only data
-    folders (a shared mount) still work.
+    ``$POINTLIB_CACHE/<name>/<root-id>``, else ``$XDG_CACHE_HOME/pointlib/<name>/<root-id>``
+    (``~/.cache/pointlib/...``), where ``<root-id>`` is a short hash of the resolved ``root``.
+    The data folder itself is never written to by default: it may be shared or read-only (and
+    ``os.access`` says "writable" to root even on a read-only bind mount).
     """
     env = os.environ.get("POINTLIB_CACHE")
-    if env:
-        return Path(env) / name
-    if root is not None:
-        r = Path(root)
-        if _writable(r):
-            return r / ".pointlib_cache"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "pointlib" / name
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    base = base if env else base / "pointlib"
+    if root is None:
+        return base / name
+    root_id = hashlib.sha1(os.fspath(Path(root).resolve()).encode()).hexdigest()[:12]
+    return base / name / root_id
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:

@@ -47,7 +47,6 @@ from pointlib.engine.evaluate import (
     _autocast,
     evaluate_protocol,
     forward_batch,
-    summarise,
 )
 from pointlib.engine.metrics import ClassificationMeter, PartSegMeter
 
@@ -584,9 +583,6 @@ def train(
     )
     if out is not None and main:
         write_results(out, cfg, result.test, data.classes)
-    if progress:
-        for rot, res in result.test.items():
-            tqdm.write(f"test [{cfg.augment.rotation}/{rot}] {summarise(res, cfg.task)}")
     return result
 
 

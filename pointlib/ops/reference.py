@@ -48,10 +48,33 @@ def knn(points: Tensor, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
     dist2 = torch.empty(B, M, k, dtype=points.dtype, device=points.device)
     for s, e in _chunks(points, queries):
         d2 = sqdist(queries[:, s:e], points)
-        vals, order = torch.sort(d2, dim=-1, stable=True)
-        idx[:, s:e] = order[..., :k]
-        dist2[:, s:e] = vals[..., :k]
+        idx[:, s:e], dist2[:, s:e] = _smallest_k(d2, k)
     return idx, dist2
+
+
+def _smallest_k(d2: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest entries of each row of ``d2 (..., N)`` ordered by ``(value, index)``.
+
+    Equal to ``torch.sort(d2, stable=True)[..., :k]`` (the definition), computed with ``topk``:
+    the selection is put in (value, index) order, and rows where points tied with the k-th value
+    were left out (``topk`` may keep any of them) are redone with the full stable sort.
+    """
+    N = d2.shape[-1]
+    if k == N or N <= 64:
+        vals, order = torch.sort(d2, dim=-1, stable=True)
+        return order[..., :k], vals[..., :k]
+    vals, cand = d2.topk(k, dim=-1, largest=False, sorted=False)
+    cand, perm = cand.sort(dim=-1)
+    vals = vals.gather(-1, perm)
+    vals, perm = vals.sort(dim=-1, stable=True)
+    cand = cand.gather(-1, perm)
+    # topk is exact, so a left-out point with d2 <= kth has d2 == kth: a boundary tie.
+    tied = (d2 <= vals[..., -1:]).sum(-1) > k
+    if bool(tied.any()):
+        rows = tied.nonzero(as_tuple=True)
+        v, o = torch.sort(d2[rows], dim=-1, stable=True)
+        cand[rows], vals[rows] = o[..., :k], v[..., :k]
+    return cand, vals
 
 
 def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> Tensor:

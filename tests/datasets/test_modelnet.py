@@ -158,12 +158,27 @@ def test_not_a_modelnet_folder(tmp_path):
         ModelNet40(tmp_path / "x", "train", 16)
 
 
-def test_readonly_root_uses_env_cache(modelnet_txt, tmp_path, monkeypatch):
+def test_env_cache_is_used_and_root_untouched(modelnet_txt, tmp_path, monkeypatch):
     monkeypatch.setenv("POINTLIB_CACHE", str(tmp_path / "envcache"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = ModelNet40(modelnet_txt, "test", 16)
-    assert (
-        ds.cache_path is not None and ds.cache_path.parent == tmp_path / "envcache" / "modelnet40"
-    )
+    assert ds.cache_path is not None
+    assert ds.cache_path.parent.parent == tmp_path / "envcache" / "modelnet40"
     assert os.path.exists(ds.cache_path) and not (modelnet_txt / ".pointlib_cache").exists()
+
+
+def test_default_cache_goes_to_user_cache_not_data_root(modelnet_txt, tmp_path, monkeypatch):
+    monkeypatch.delenv("POINTLIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    before = sorted(p.name for p in modelnet_txt.rglob("*"))
+    ds = ModelNet40(modelnet_txt, "test", 16)
+    assert ds.cache_path is not None and os.path.exists(ds.cache_path)
+    assert (tmp_path / "xdg" / "pointlib" / "modelnet40") in ds.cache_path.parents
+    assert sorted(p.name for p in modelnet_txt.rglob("*")) == before
+    # a second root with the same settings gets its own folder (no cache thrashing)
+    other = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(modelnet_txt, other)
+    assert ModelNet40(other, "test", 16).cache_path.parent != ds.cache_path.parent

@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -18,6 +19,7 @@
 
 #include "checks.h"
 #include "cpu/cpu_common.h"
+#include "cpu/grid_cpu.h"
 
 namespace pointlib {
 namespace cpu {
@@ -27,6 +29,17 @@ namespace {
 constexpr int64_t kInsertionMaxK = 64;
 // Queries handled by one parallel task (keeps the per-task set-up cost small).
 constexpr int64_t kQueryBlock = 32;
+// Clouds from this size up (with 4k <= N) use the grid path.
+constexpr int64_t kGridMinN = 64;
+
+// Cell edge = this factor x the sampled k-th neighbour distance (env POINTLIB_KNN_EDGE, for tuning).
+inline double knn_edge_scale() {
+  static const double v = [] {
+    const char* e = std::getenv("POINTLIB_KNN_EDGE");
+    return e ? std::atof(e) : 1.0;
+  }();
+  return v;
+}
 
 // Inserts (d, j) into the ascending buffer bd/bi of length n (the last entry is dropped). `j`
 // is larger than every index already present, so it goes after equal distances.
@@ -195,9 +208,206 @@ void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb
   }
 }
 
+// ---- Grid path ---------------------------------------------------------------------------------
+// Cells are sized from the k-th neighbour distance of a few sample points, so for most queries
+// the 27 cells around the query's cell hold the k nearest. Per query cell that 3x3x3 window is
+// copied once into an SoA tile (shared by all queries of the cell). Per query:
+//  1. all tile distances (vectorised);
+//  2. a threshold tau with k <= #{d <= tau} <= k + slack, found by a few counting passes
+//     (vectorised) starting from the previous query's k-th distance;
+//  3. the candidates with d <= tau are compacted (branch-free) and each gets its exact rank by
+//     (dist2, index) by counting (vectorised, no data-dependent branches); ranks < k are written
+//     straight to their output slots;
+//  4. exact stop test: every point outside the window has dist2 >= window_lower_bound, so the
+//     result is final when the k-th distance is strictly below it (or the window is the whole
+//     grid). Otherwise the query is redone with the window grown by one ring.
+
+// Candidates beyond this many (e.g. many exact duplicates at the threshold) are ordered with
+// partial_sort instead of the quadratic rank count.
+constexpr int64_t kRankMax = 192;
+
+template <typename T>
+struct KnnScratch {
+  Tile<T> tile, wide;
+  std::vector<T> cd;
+  std::vector<int32_t> ci;
+  std::vector<std::pair<T, int32_t>> pairs;
+};
+
+// Runs steps 1-4 for one query against tile t; returns false if the window must grow. `tau` is
+// the threshold hint on entry. Writes the k results to bd/bi.
+template <typename T>
+bool knn_tile_query(const Grid<T>& g, const Tile<T>& t, T qx, T qy, T qz, int64_t k, T tau,
+                    KnnScratch<T>& sc, T* bd, int32_t* bi32, int64_t* bi) {
+  const int64_t C = t.n;
+  const bool full = g.covers_all(t);
+  if (C < k) return false;  // cannot happen for a full window (k <= N)
+  T* d = const_cast<T*>(t.d.data());
+  const T* X = t.x.data();
+  const T* Y = t.y.data();
+  const T* Z = t.z.data();
+  for (int64_t j = 0; j < C; ++j) d[j] = sqdist(qx - X[j], qy - Y[j], qz - Z[j]);
+
+  // Step 2: bracket [lo, hi] with count(lo) < k <= count(hi); aim at k + slack / 2.
+  const int64_t slack = std::max<int64_t>(4, k / 4);
+  const T inf = std::numeric_limits<T>::infinity();
+  T lo = -1, hi = inf;
+  T cur = tau > T(0) ? tau : T(-1);
+  for (int iter = 0; iter < 8 && cur >= T(0); ++iter) {
+    int64_t cnt = 0;
+    for (int64_t j = 0; j < C; ++j) cnt += d[j] <= cur ? 1 : 0;
+    if (cnt < k) {
+      lo = cur;
+    } else {
+      hi = cur;
+      if (cnt <= k + slack) break;
+    }
+    // Next guess: scale linearly with the wanted count (exact for points on a surface).
+    T next = static_cast<T>(static_cast<double>(cur) * (static_cast<double>(k + slack / 2) /
+                                                        static_cast<double>(std::max<int64_t>(cnt, 1))));
+    if (!(next > lo && next < hi)) {
+      if (hi == inf) {
+        next = lo > T(0) ? lo * T(4) : T(-1);  // -1: give up, take everything
+      } else {
+        next = lo < T(0) ? hi / T(2) : lo + (hi - lo) / T(2);
+        if (!(next > lo && next < hi)) break;
+      }
+    }
+    cur = next;
+  }
+
+  // Step 3: compact d <= hi, then rank.
+  T* cd = sc.cd.data();
+  int32_t* ci = sc.ci.data();
+  const int32_t* ids = t.id.data();
+  int64_t n = 0;
+  for (int64_t j = 0; j < C; ++j) {
+    cd[n] = d[j];
+    ci[n] = ids[j];
+    n += d[j] <= hi ? 1 : 0;
+  }
+  if (n <= kRankMax) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T di = cd[i];
+      const int32_t ii = ci[i];
+      int32_t r = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        r += (cd[j] < di) | ((cd[j] == di) & (ci[j] < ii));
+      }
+      if (r < k) {
+        bd[r] = di;
+        bi32[r] = ii;
+      }
+    }
+  } else {
+    auto& pr = sc.pairs;
+    pr.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pr[i] = {cd[i], ci[i]};
+    std::partial_sort(pr.begin(), pr.begin() + k, pr.end());
+    for (int64_t i = 0; i < k; ++i) bd[i] = pr[i].first, bi32[i] = pr[i].second;
+  }
+  for (int64_t i = 0; i < k; ++i) bi[i] = bi32[i];
+  return full || static_cast<double>(bd[k - 1]) < g.window_lower_bound(t, qx, qy, qz);
+}
+
+// Cell edge for a cloud: the largest k-th neighbour distance of a few evenly spaced samples.
+template <typename T>
+double knn_cell_edge(const T* p, int64_t N, int64_t k, std::vector<T>& buf) {
+  const int64_t S = std::min<int64_t>(N, 8);
+  buf.resize(static_cast<size_t>(N));
+  double best = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t j0 = (s * N) / S + (N / S) / 2;
+    const T qx = p[3 * j0], qy = p[3 * j0 + 1], qz = p[3 * j0 + 2];
+    for (int64_t j = 0; j < N; ++j) {
+      buf[j] = sqdist(qx - p[3 * j], qy - p[3 * j + 1], qz - p[3 * j + 2]);
+    }
+    std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end());
+    best = std::max(best, static_cast<double>(buf[k - 1]));
+  }
+  return std::sqrt(best);
+}
+
+template <typename T>
+void knn_grid(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64_t k,
+              double edge_scale, int64_t* out_idx, T* out_d2) {
+  const bool self = qry == pts && M == N;
+  std::vector<Grid<T>> grids(static_cast<size_t>(B));
+  std::vector<QueryBins<T>> bins(static_cast<size_t>(B));
+  std::vector<T> hint(static_cast<size_t>(B));
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> scratch;
+    std::vector<T> buf;
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* p = pts + b * N * 3;
+      double lo[3], hi[3];
+      cloud_box(p, N, lo, hi);
+      const double edge = knn_cell_edge(p, N, k, buf) * edge_scale;
+      hint[b] = static_cast<T>(edge * edge / (edge_scale * edge_scale));
+      grids[b].shape(lo, hi, edge, 2 * N + 64);
+      grids[b].fill(p, N, scratch);
+      if (self) {
+        bins[b].bind(grids[b]);
+      } else {
+        bins[b].build(grids[b], qry + b * M * 3, M, scratch);
+      }
+    }
+  });
+  // Work items: (cloud, range of cells).
+  const int64_t nc = grids[0].ncells();  // differs per cloud; split each into P parts
+  const int64_t P = std::max<int64_t>(1, std::min<int64_t>(8, nc));
+  (void)nc;
+  at::parallel_for(0, B * P, 1, [&](int64_t t0, int64_t t1) {
+    KnnScratch<T> sc;
+    std::vector<int32_t> bi32(static_cast<size_t>(k));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / P, part = t % P;
+      const Grid<T>& g = grids[b];
+      const QueryBins<T>& qb = bins[b];
+      const int64_t cells = g.ncells();
+      const int64_t c0 = cells * part / P, c1 = cells * (part + 1) / P;
+      T tau = hint[b];
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t s0 = qb.qstart[c], s1 = qb.qstart[c + 1];
+        if (s0 == s1) continue;
+        const int64_t cx = c % g.g[0], cy = (c / g.g[0]) % g.g[1], cz = c / (g.g[0] * g.g[1]);
+        g.gather(cx, cy, cz, 1, sc.tile);
+        for (int64_t s = s0; s < s1; ++s) {
+          const T qx = qb.qx[s], qy = qb.qy[s], qz = qb.qz[s];
+          const int64_t qi = b * M + qb.qid[s];
+          T* bd = out_d2 + qi * k;
+          int64_t* bi = out_idx + qi * k;
+          const Tile<T>* tp = &sc.tile;
+          sc.cd.resize(std::max<size_t>(sc.cd.size(), static_cast<size_t>(tp->n + 1)));
+          sc.ci.resize(std::max<size_t>(sc.ci.size(), static_cast<size_t>(tp->n + 1)));
+          bool ok = knn_tile_query(g, *tp, qx, qy, qz, k, tau, sc, bd, bi32.data(), bi);
+          for (int64_t R = 2; !ok; ++R) {
+            g.gather(cx, cy, cz, R, sc.wide);
+            sc.cd.resize(std::max<size_t>(sc.cd.size(), static_cast<size_t>(sc.wide.n + 1)));
+            sc.ci.resize(std::max<size_t>(sc.ci.size(), static_cast<size_t>(sc.wide.n + 1)));
+            ok = knn_tile_query(g, sc.wide, qx, qy, qz, k, tau, sc, bd, bi32.data(), bi);
+          }
+          tau = bd[k - 1];
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void knn_kernel(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64_t k,
                 int64_t* out_idx, T* out_d2) {
+  // Grid path for k well below N on finite clouds (otherwise the paths below).
+  if (N >= kGridMinN && 4 * k <= N) {
+    bool finite = true;
+    double lo[3], hi[3];
+    for (int64_t b = 0; b < B && finite; ++b) finite = cloud_box(pts + b * N * 3, N, lo, hi);
+    for (int64_t b = 0; b < B && finite; ++b) finite = cloud_box(qry + b * M * 3, M, lo, hi);
+    if (finite) {
+      knn_grid(pts, qry, B, N, M, k, knn_edge_scale(), out_idx, out_d2);
+      return;
+    }
+  }
   // Blocked search for k up to N / 2 (float indices must fit the packed candidate).
   const bool blocked = N >= 4 * kBlock && 2 * k <= N && N < (int64_t(1) << 32);
   if (blocked) {

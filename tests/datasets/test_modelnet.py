@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import write_modelnet_h5, write_modelnet_off
+from _layouts import write_modelnet_h5, write_modelnet_off
 
 from pointlib.datasets import DatasetError, DatasetNotFoundError, ModelNet10, ModelNet40
 from pointlib.datasets.modelnet import detect_modelnet_format

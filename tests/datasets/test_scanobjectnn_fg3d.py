@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_fg3d, write_scanobjectnn
+from _layouts import write_fg3d, write_scanobjectnn
 
 from pointlib.datasets import FG3D, DatasetError, DatasetNotFoundError, ScanObjectNN
 from pointlib.geometry import random_rotation

@@ -16,7 +16,7 @@ def run(rank: int, world: int, port: int, out: str) -> None:
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
-    from conftest import toy_bundle, toy_config
+    from _toy import toy_bundle, toy_config
 
     from pointlib.engine.distributed import cleanup
     from pointlib.engine.trainer import train

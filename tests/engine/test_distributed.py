@@ -9,7 +9,7 @@ from itertools import chain
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import toy_bundle, toy_config
+from _toy import toy_bundle, toy_config
 
 from pointlib.engine.checkpoint import model_from_checkpoint
 from pointlib.engine.distributed import DistInfo

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import toy_bundle, toy_config
+from _toy import toy_bundle, toy_config
 
 from pointlib.engine.rotations import mix_seed, sample_rotations, sweep_rotation, tilted_axis
 from pointlib.engine.trainer import evaluate_test

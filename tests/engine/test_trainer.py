@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import toy_bundle, toy_config
+from _toy import toy_bundle, toy_config
 
 from pointlib.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from pointlib.engine.config import SchedConfig

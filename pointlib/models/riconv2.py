@@ -15,23 +15,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor, nn
-
+from pointlib.models._point_base import (
+    TINY_CLS,
+    TINY_SEG,
+    RIClassifier,
+    RIPartSegmenter,
+    check_cls_config,
+    check_seg_config,
+    decoder_stack,
+    encoder_stack,
+    part_head,
+)
 from pointlib.models._registry import register_model
-from pointlib.nn._inputs import one_hot_category, prepare_cloud
-from pointlib.nn.blocks import LinearBNReLU
 from pointlib.nn.heads import ClassifierHead
-from pointlib.nn.quirks import Quirks
 from pointlib.nn.riconv2 import RIConv2FeaturePropagation, RIConv2SetAbstraction
 
 __all__ = ["RIConv2Cls", "RIConv2PartSeg"]
 
 
-def _quirks(faithful: bool, kw: dict[str, Any]) -> Quirks:
-    return Quirks.resolve(faithful, **kw)
-
-
-class RIConv2Cls(nn.Module):
+class RIConv2Cls(RIClassifier):
     r"""RIConv++ classifier: four kNN set-abstraction layers, a global layer, an MLP head.
 
     Args:
@@ -70,51 +72,24 @@ class RIConv2Cls(nn.Module):
         normals_k: int = 32,
     ) -> None:
         super().__init__()
-        if len(npoints) != len(nsamples) or len(channels) != len(npoints) + 1:
-            raise ValueError("need len(nsamples) == len(npoints), len(channels) == len(npoints)+1")
-        self.quirks = q = _quirks(
-            faithful,
-            dict(
-                knn_order=knn_order, ring_shift=ring_shift, sa2d_norm_axis=sa2d_norm_axis,
-                transformer_over_batch=transformer_over_batch, lra_sign=lra_sign,
-                global_center=global_center,
-            ),
+        check_cls_config(npoints, nsamples, channels)
+        q = self._init_inputs(faithful, locals(), npoints[0] * n, normals_k)
+        self.num_classes = num_classes
+        layer: dict[str, Any] = dict(embed_channels=embed_channels, knn_order=q.knn_order)
+        self.layers = encoder_stack(
+            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], **layer),
+            [s * n for s in npoints], nsamples, channels,
         )  # fmt: skip
-        self.faithful, self.num_classes = faithful, num_classes
-        self.min_points, self.normals_k = npoints[0] * n, normals_k
-        layers = []
-        last = 0
-        for s, k, c in zip(npoints, nsamples, channels):
-            layers.append(
-                RIConv2SetAbstraction(
-                    s * n, k, last, [c], embed_channels=embed_channels, knn_order=q.knn_order
-                )
-            )
-            last = c
-        layers.append(
+        self.layers.append(
             RIConv2SetAbstraction(
-                None, None, last, [channels[-1]], group_all=True, embed_channels=embed_channels,
-                knn_order=q.knn_order, lra_sign=q.lra_sign, global_center=q.global_center,
+                None, None, channels[-2], [channels[-1]], group_all=True,
+                lra_sign=q.lra_sign, global_center=q.global_center, **layer,
             )
         )  # fmt: skip
-        self.layers = nn.ModuleList(layers)
         self.head = ClassifierHead(channels[-1], num_classes, head_hidden, dropout)
 
-    def forward(self, xyz: Tensor, normals: Tensor | None = None) -> Tensor:
-        """Logits ``(B, num_classes)``."""
-        xyz, normals = prepare_cloud(
-            xyz, normals, name=type(self).__name__, min_points=self.min_points, estimate=True,
-            normals_k=self.normals_k, faithful_normals=self.quirks.lra_sign == "raw",
-        )  # fmt: skip
-        assert normals is not None
-        feats = None
-        for layer in self.layers:
-            xyz, normals, feats = layer(xyz, normals, feats)
-        assert feats is not None
-        return self.head(feats[:, 0])
 
-
-class RIConv2PartSeg(nn.Module):
+class RIConv2PartSeg(RIPartSegmenter):
     r"""RIConv++ part segmentation: four SA layers, four RIConv++ FP layers, a per-point head.
 
     Args:
@@ -156,89 +131,21 @@ class RIConv2PartSeg(nn.Module):
         normals_k: int = 32,
     ) -> None:
         super().__init__()
-        L = len(npoints)
-        if not (len(nsamples) == len(channels) == len(fp_nsamples) == len(fp_channels) == L):
-            raise ValueError("npoints, nsamples, channels, fp_nsamples, fp_channels: same length")
-        if len(fp_mlps) != L:
-            raise ValueError("fp_mlps needs one entry per decoder layer")
-        self.quirks = q = _quirks(
-            faithful,
-            dict(
-                knn_order=knn_order, ring_shift=ring_shift, sa2d_norm_axis=sa2d_norm_axis,
-                transformer_over_batch=transformer_over_batch, lra_sign=lra_sign,
-                global_center=global_center,
-            ),
-        )  # fmt: skip
-        self.faithful = faithful
+        check_seg_config(npoints, nsamples, channels, fp_nsamples, fp_channels, fp_mlps)
+        q = self._init_inputs(faithful, locals(), npoints[0] * n, normals_k)
         self.num_parts, self.num_categories = num_parts, num_categories
-        self.min_points, self.normals_k = npoints[0] * n, normals_k
-        self.encoder = nn.ModuleList()
-        last = 0
-        for s, k, c in zip(npoints, nsamples, channels):
-            self.encoder.append(
-                RIConv2SetAbstraction(
-                    s * n, k, last, [c], embed_channels=embed_channels, knn_order=q.knn_order
-                )
-            )
-            last = c
-        self.decoder = nn.ModuleList()
-        sparse = channels[-1]
-        for j in range(L):
-            level = L - 1 - j
-            skip = channels[level - 1] if level > 0 else num_categories
-            fp = RIConv2FeaturePropagation(
-                fp_nsamples[j], sparse, [fp_channels[j]], skip, fp_mlps[j],
-                embed_channels=embed_channels, knn_order=q.knn_order,
-            )  # fmt: skip
-            self.decoder.append(fp)
-            sparse = fp.out_channels
-        self.head = nn.Sequential(
-            LinearBNReLU(sparse, head_hidden),
-            nn.Dropout(dropout),
-            nn.Linear(head_hidden, num_parts),
-        )
-
-    def forward(self, xyz: Tensor, normals: Tensor | None, category: Tensor) -> Tensor:
-        """Per-point logits ``(B, N, num_parts)``."""
-        xyz, normals = prepare_cloud(
-            xyz, normals, name=type(self).__name__, min_points=self.min_points, estimate=True,
-            normals_k=self.normals_k, faithful_normals=self.quirks.lra_sign == "raw",
+        layer: dict[str, Any] = dict(embed_channels=embed_channels, knn_order=q.knn_order)
+        self.encoder = encoder_stack(
+            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], **layer),
+            [s * n for s in npoints], nsamples, channels,
         )  # fmt: skip
-        assert normals is not None
-        B, N, _ = xyz.shape
-        levels: list[tuple[Tensor, Tensor, Tensor | None]] = [(xyz, normals, None)]
-        for layer in self.encoder:
-            levels.append(layer(*levels[-1]))
-        feats = levels[-1][2]
-        assert feats is not None
-        for j, fp in enumerate(self.decoder):
-            level = len(self.decoder) - 1 - j
-            dense_xyz, dense_n, skip = levels[level]
-            sparse_xyz, sparse_n, _ = levels[level + 1]
-            if level == 0:
-                skip = one_hot_category(category, self.num_categories, B, N, xyz)
-            feats = fp(dense_xyz, dense_n, sparse_xyz, sparse_n, skip, feats)
-        return self.head(feats)
-
-
-TINY_CLS: dict[str, Any] = dict(
-    n=1,
-    npoints=(64, 32, 16, 8),
-    nsamples=(8, 8, 8, 8),
-    channels=(16, 16, 32, 32, 32),
-    embed_channels=(8, 16),
-    head_hidden=(16,),
-)
-TINY_SEG: dict[str, Any] = dict(
-    npoints=(64, 32, 16, 8),
-    nsamples=(8, 8, 8, 8),
-    channels=(16, 16, 32, 32),
-    fp_nsamples=(8, 8, 8, 8),
-    fp_channels=(32, 32, 16, 16),
-    fp_mlps=((32,), (16,), (16,), ()),
-    embed_channels=(8, 16),
-    head_hidden=16,
-)
+        self.decoder = decoder_stack(
+            lambda level, k, d, c, skip, mlp: RIConv2FeaturePropagation(
+                k, d, [c], skip, mlp, **layer
+            ),
+            channels, num_categories, fp_nsamples, fp_channels, fp_mlps,
+        )  # fmt: skip
+        self.head = part_head(self.decoder[-1].out_channels, head_hidden, num_parts, dropout)
 
 
 @register_model

@@ -15,17 +15,25 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from pointlib.models._point_base import TINY_CLS as RI_TINY_CLS
+from pointlib.models._point_base import TINY_SEG as RI_TINY_SEG
+from pointlib.models._point_base import (
+    RIClassifier,
+    RIPartSegmenter,
+    check_cls_config,
+    check_seg_config,
+    decoder_stack,
+    encoder_stack,
+    part_head,
+)
 from pointlib.models._registry import register_model
-from pointlib.nn._inputs import one_hot_category, prepare_cloud
-from pointlib.nn.blocks import LinearBNReLU
 from pointlib.nn.heads import ClassifierHead, GlobalTransformer
-from pointlib.nn.quirks import Quirks
 from pointlib.nn.risurconv import RISurConvFeaturePropagation, RISurConvSetAbstraction
 
 __all__ = ["RISurConvCls", "RISurConvPartSeg"]
 
 
-class RISurConvCls(nn.Module):
+class RISurConvCls(RIClassifier):
     r"""RISurConv classifier (spec §3.1).
 
     Four kNN set-abstraction layers with ``npoints[i] * n`` centres and ``nsamples[i]``
@@ -84,43 +92,24 @@ class RISurConvCls(nn.Module):
         normals_k: int = 32,
     ) -> None:
         super().__init__()
-        if len(npoints) != len(nsamples) or len(channels) != len(npoints) + 1:
-            raise ValueError("need len(nsamples) == len(npoints), len(channels) == len(npoints)+1")
-        self.quirks = Quirks.resolve(
-            faithful,
-            knn_order=knn_order,
-            ring_shift=ring_shift,
-            sa2d_norm_axis=sa2d_norm_axis,
-            transformer_over_batch=transformer_over_batch,
-            lra_sign=lra_sign,
-            global_center=global_center,
-        )
-        q = self.quirks
-        self.faithful = faithful
+        check_cls_config(npoints, nsamples, channels)
+        q = self._init_inputs(faithful, locals(), npoints[0] * n, normals_k)
         self.num_classes = num_classes
-        self.min_points = npoints[0] * n
-        self.normals_k = normals_k
-        common: dict[str, Any] = dict(
-            embed_channels=embed_channels,
-            knn_order=q.knn_order,
-            sa2d_norm_axis=q.sa2d_norm_axis,
+        layer: dict[str, Any] = dict(
+            embed_channels=embed_channels, knn_order=q.knn_order, sa2d_norm_axis=q.sa2d_norm_axis
         )
-        layers = []
-        last = 0
-        for s, k, c in zip(npoints, nsamples, channels):
-            layers.append(
-                RISurConvSetAbstraction(
-                    s * n, k, last, c, ring_shift=q.layer_shift(s * n), **common
-                )
-            )
-            last = c
-        layers.append(
+        self.layers = encoder_stack(
+            lambda s, k, d, c: RISurConvSetAbstraction(
+                s, k, d, c, ring_shift=q.layer_shift(s), **layer
+            ),
+            [s * n for s in npoints], nsamples, channels,
+        )  # fmt: skip
+        self.layers.append(
             RISurConvSetAbstraction(
-                None, None, last, channels[-1], group_all=True, ring_shift=1,
-                lra_sign=q.lra_sign, global_center=q.global_center, **common,
+                None, None, channels[-2], channels[-1], group_all=True, ring_shift=1,
+                lra_sign=q.lra_sign, global_center=q.global_center, **layer,
             )
         )  # fmt: skip
-        self.layers = nn.ModuleList(layers)
         d = channels[-1]
         self.transformer: nn.Module = nn.Identity()
         if transformer_layers > 0:
@@ -132,23 +121,10 @@ class RISurConvCls(nn.Module):
 
     def forward_features(self, xyz: Tensor, normals: Tensor | None = None) -> Tensor:
         """The global feature ``(B, channels[-1])`` after the transformer."""
-        xyz, normals = prepare_cloud(
-            xyz, normals, name=type(self).__name__, min_points=self.min_points, estimate=True,
-            normals_k=self.normals_k, faithful_normals=self.quirks.lra_sign == "raw",
-        )  # fmt: skip
-        assert normals is not None
-        feats = None
-        for layer in self.layers:
-            xyz, normals, feats = layer(xyz, normals, feats)
-        assert feats is not None
-        return self.transformer(feats[:, 0])
-
-    def forward(self, xyz: Tensor, normals: Tensor | None = None) -> Tensor:
-        """Logits ``(B, num_classes)`` (no ``log_softmax``)."""
-        return self.head(self.forward_features(xyz, normals))
+        return self.transformer(super().forward_features(xyz, normals))
 
 
-class RISurConvPartSeg(nn.Module):
+class RISurConvPartSeg(RIPartSegmenter):
     r"""RISurConv part-segmentation network (spec §3.2).
 
     Encoder: four kNN set-abstraction layers (``npoints[i] * n`` centres, ``nsamples[i]``
@@ -207,78 +183,27 @@ class RISurConvPartSeg(nn.Module):
         normals_k: int = 32,
     ) -> None:
         super().__init__()
-        L = len(npoints)
-        if not (len(nsamples) == len(channels) == len(fp_nsamples) == len(fp_channels) == L):
-            raise ValueError("npoints, nsamples, channels, fp_nsamples, fp_channels: same length")
-        if len(fp_mlps) != L:
-            raise ValueError("fp_mlps needs one entry per decoder layer")
-        self.quirks = Quirks.resolve(
-            faithful,
-            knn_order=knn_order,
-            ring_shift=ring_shift,
-            sa2d_norm_axis=sa2d_norm_axis,
-            transformer_over_batch=transformer_over_batch,
-            lra_sign=lra_sign,
-            global_center=global_center,
-        )
-        q = self.quirks
-        self.faithful = faithful
+        check_seg_config(npoints, nsamples, channels, fp_nsamples, fp_channels, fp_mlps)
+        q = self._init_inputs(faithful, locals(), npoints[0] * n, normals_k)
         self.num_parts, self.num_categories = num_parts, num_categories
-        self.min_points = npoints[0] * n
-        self.normals_k = normals_k
-        common: dict[str, Any] = dict(
+        layer: dict[str, Any] = dict(
             embed_channels=embed_channels, knn_order=q.knn_order, sa2d_norm_axis=q.sa2d_norm_axis
         )
         centers = [num_points] + [s * n for s in npoints]  # nominal sizes of levels 0..L
-        self.encoder = nn.ModuleList()
-        last = 0
-        for i in range(L):
-            self.encoder.append(
-                RISurConvSetAbstraction(
-                    centers[i + 1], nsamples[i], last, channels[i],
-                    ring_shift=q.layer_shift(centers[i + 1]), **common,
-                )
-            )  # fmt: skip
-            last = channels[i]
-        # decoder fp_{L-1} .. fp_0: dense level i (centres[i]), sparse level i + 1
-        self.decoder = nn.ModuleList()
-        sparse = channels[-1]
-        for j in range(L):  # j = 0 is fp_{L-1}
-            level = L - 1 - j
-            skip = channels[level - 1] if level > 0 else num_categories
-            fp = RISurConvFeaturePropagation(
-                fp_nsamples[j], sparse, fp_channels[j], skip, fp_mlps[j],
-                ring_shift=q.layer_shift(centers[level]), **common,
-            )  # fmt: skip
-            self.decoder.append(fp)
-            sparse = fp.out_channels
-        self.head = nn.Sequential(
-            LinearBNReLU(sparse, head_hidden),
-            nn.Dropout(dropout),
-            nn.Linear(head_hidden, num_parts),
-        )
-
-    def forward(self, xyz: Tensor, normals: Tensor | None, category: Tensor) -> Tensor:
-        """Per-point logits ``(B, N, num_parts)`` (no ``log_softmax``)."""
-        xyz, normals = prepare_cloud(
-            xyz, normals, name=type(self).__name__, min_points=self.min_points, estimate=True,
-            normals_k=self.normals_k, faithful_normals=self.quirks.lra_sign == "raw",
+        self.encoder = encoder_stack(
+            lambda s, k, d, c: RISurConvSetAbstraction(
+                s, k, d, c, ring_shift=q.layer_shift(s), **layer
+            ),
+            centers[1:], nsamples, channels,
         )  # fmt: skip
-        assert normals is not None
-        B, N, _ = xyz.shape
-        levels: list[tuple[Tensor, Tensor, Tensor | None]] = [(xyz, normals, None)]
-        for layer in self.encoder:
-            levels.append(layer(*levels[-1]))
-        feats = levels[-1][2]
-        assert feats is not None
-        for j, fp in enumerate(self.decoder):
-            level = len(self.decoder) - 1 - j
-            dense_xyz, dense_n, skip = levels[level]
-            sparse_xyz, sparse_n, _ = levels[level + 1]
-            if level == 0:
-                skip = one_hot_category(category, self.num_categories, B, N, xyz)
-            feats = fp(dense_xyz, dense_n, sparse_xyz, sparse_n, skip, feats)
-        return self.head(feats)
+        # fp_level: dense level `level` (nominal centres[level]), sparse level + 1
+        self.decoder = decoder_stack(
+            lambda level, k, d, c, skip, mlp: RISurConvFeaturePropagation(
+                k, d, c, skip, mlp, ring_shift=q.layer_shift(centers[level]), **layer
+            ),
+            channels, num_categories, fp_nsamples, fp_channels, fp_mlps,
+        )  # fmt: skip
+        self.head = part_head(self.decoder[-1].out_channels, head_hidden, num_parts, dropout)
 
 
 def _cls(defaults: dict[str, Any], kwargs: dict[str, Any]) -> RISurConvCls:
@@ -291,29 +216,11 @@ def _seg(defaults: dict[str, Any], kwargs: dict[str, Any]) -> RISurConvPartSeg:
 
 #: Tiny classifier: 64/32/16/8 centres (n=1), narrow layers, one small transformer layer.
 TINY_CLS: dict[str, Any] = dict(
-    n=1,
-    npoints=(64, 32, 16, 8),
-    nsamples=(8, 8, 8, 8),
-    channels=(16, 16, 32, 32, 32),
-    embed_channels=(8, 16),
-    transformer_layers=1,
-    transformer_heads=2,
-    transformer_ffn=32,
-    head_hidden=(16,),
+    RI_TINY_CLS, transformer_layers=1, transformer_heads=2, transformer_ffn=32
 )
 
 #: Tiny part segmentation: 64/32/16/8 centres, narrow layers, nominal 128 points.
-TINY_SEG: dict[str, Any] = dict(
-    num_points=128,
-    npoints=(64, 32, 16, 8),
-    nsamples=(8, 8, 8, 8),
-    channels=(16, 16, 32, 32),
-    fp_nsamples=(8, 8, 8, 8),
-    fp_channels=(32, 32, 16, 16),
-    fp_mlps=((32,), (16,), (16,), ()),
-    embed_channels=(8, 16),
-    head_hidden=16,
-)
+TINY_SEG: dict[str, Any] = dict(RI_TINY_SEG, num_points=128)
 
 
 @register_model

@@ -7,9 +7,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from pointlib import features as ri_features
 from pointlib import ops
 
 KnnOrder = Literal["sorted", "unsorted"]
+LraSign = Literal["invariant", "raw"]
+GlobalCenter = Literal["centroid", "origin"]
+FeatureKind = Literal["risp", "riconv2"]
 
 
 def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) -> None:
@@ -84,3 +88,39 @@ def check_features_dim(feats: Tensor | None, expected: int, name: str) -> None:
 
 def zeros_like_normals(xyz: Tensor) -> Tensor:
     return torch.zeros_like(xyz)
+
+
+def global_group(
+    xyz: Tensor,
+    normals: Tensor,
+    *,
+    kind: FeatureKind,
+    knn_order: KnnOrder,
+    lra_sign: LraSign,
+    global_center: GlobalCenter,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``group_all`` grouping: one centre (the centroid) with all ``N`` points.
+
+    The ordering axis is the global LRA (:func:`pointlib.features.global_reference_axis`, raw or
+    invariant sign per ``lra_sign``), the neighbour list ``arange(N)``, the ordering centred at
+    the centroid, and the feature origin ``p`` the centroid (``global_center="centroid"``) or the
+    world origin (``"origin"``, the reference).
+
+    Returns:
+        ``(center (B, 1, 3), axis (B, 1, 3), feats (B, 1, N, F), idx_ordered (B, 1, N))`` with
+        ``F = 14`` (``kind="risp"``) or ``8`` (``kind="riconv2"``).
+    """
+    if lra_sign not in ("invariant", "raw"):
+        raise ValueError(f"lra_sign must be 'invariant' or 'raw', got {lra_sign!r}")
+    if global_center not in ("centroid", "origin"):
+        raise ValueError(f"global_center must be 'centroid' or 'origin', got {global_center!r}")
+    B, N, _ = xyz.shape
+    center = xyz.mean(dim=1, keepdim=True)
+    axis = ri_features.global_reference_axis(xyz, faithful=lra_sign == "raw").reshape(B, 1, 3)
+    idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
+    origin = torch.zeros_like(center) if global_center == "origin" else None
+    fn = ri_features.risp_features if kind == "risp" else ri_features.riconv2_features
+    feats, idx_ordered = fn(
+        xyz, normals, center, axis, idx, faithful=knn_order == "unsorted", origin=origin
+    )
+    return center, axis, feats, idx_ordered

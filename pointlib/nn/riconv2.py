@@ -20,21 +20,45 @@ import torch
 from torch import Tensor, nn
 
 from pointlib import features as ri_features
-from pointlib import ops
-from pointlib.nn._grouping import (
-    KnnOrder,
-    check_features_dim,
-    check_inputs,
-    knn_indices,
-    sample_centers,
+from pointlib.nn._grouping import GlobalCenter, KnnOrder, LraSign
+from pointlib.nn._ri_layers import (
+    RIFeaturePropagationBase,
+    RINeighbourhoodLayer,
+    RISetAbstractionBase,
 )
 from pointlib.nn.blocks import SharedMLP, max_over_neighbours
-from pointlib.nn.risurconv import GlobalCenter, LraSign, global_group
 
 RICONV2_CHANNELS = 8
 
 
-class RIConv2SetAbstraction(nn.Module):
+class _RIConv2Core(RINeighbourhoodLayer):
+    """RIConv++ features (ring shift 1), embedding, ``mlp``, max; no attention."""
+
+    feature_kind = "riconv2"
+
+    def _build_core(
+        self, in_channels: int, mlp: Sequence[int], embed_channels: Sequence[int]
+    ) -> None:
+        if not mlp:
+            raise ValueError("mlp must have at least one width")
+        self.embed = SharedMLP(RICONV2_CHANNELS, embed_channels)
+        self.mlp = SharedMLP(self.embed.out_channels + in_channels, mlp)
+
+    def ri_features(
+        self, points: Tensor, normals: Tensor, centers: Tensor, center_normals: Tensor, idx: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return ri_features.riconv2_features(
+            points, normals, centers, center_normals, idx, faithful=self.knn_order == "unsorted"
+        )
+
+    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+        h = self.embed(ri)
+        if grouped is not None:
+            h = torch.cat([h, grouped], dim=-1)
+        return max_over_neighbours(self.mlp(h))
+
+
+class RIConv2SetAbstraction(_RIConv2Core, RISetAbstractionBase):
     r"""RIConv++ set-abstraction layer (spec §7.2).
 
     Args:
@@ -65,52 +89,15 @@ class RIConv2SetAbstraction(nn.Module):
         lra_sign: LraSign = "invariant",
         global_center: GlobalCenter = "centroid",
     ) -> None:
-        super().__init__()
-        if not group_all and (npoint is None or npoint < 1 or nsample is None or nsample < 1):
-            raise ValueError("npoint and nsample must be >= 1 unless group_all=True")
-        if not mlp:
-            raise ValueError("mlp must have at least one width")
-        self.npoint, self.nsample, self.group_all = npoint, nsample, group_all
-        self.in_channels = in_channels
-        self.knn_order, self.lra_sign, self.global_center = knn_order, lra_sign, global_center
-        self.embed = SharedMLP(RICONV2_CHANNELS, embed_channels)
-        self.mlp = SharedMLP(self.embed.out_channels + in_channels, mlp)
+        super().__init__(
+            npoint, nsample, in_channels, group_all=group_all, knn_order=knn_order,
+            lra_sign=lra_sign, global_center=global_center,
+        )  # fmt: skip
+        self._build_core(in_channels, mlp, embed_channels)
         self.out_channels = self.mlp.out_channels
 
-    def group(self, xyz: Tensor, normals: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Centres, their normals, RIConv++ features ``(B, S, K, 8)``, ordered ``idx (B, S, K)``."""
-        if self.group_all:
-            return global_group(
-                xyz, normals, kind="riconv2", knn_order=self.knn_order,
-                lra_sign=self.lra_sign, global_center=self.global_center,
-            )  # fmt: skip
-        assert self.npoint is not None and self.nsample is not None
-        centers, center_normals = sample_centers(xyz, normals, self.npoint, type(self).__name__)
-        idx = knn_indices(xyz, self.nsample, centers, self.knn_order)
-        feats, idx_ordered = ri_features.riconv2_features(
-            xyz, normals, centers, center_normals, idx, faithful=self.knn_order == "unsorted"
-        )
-        return centers, center_normals, feats, idx_ordered
 
-    def forward(
-        self, xyz: Tensor, normals: Tensor, feats: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        check_inputs(xyz, normals, feats, type(self).__name__)
-        check_features_dim(feats, self.in_channels, type(self).__name__)
-        centers, center_normals, ri, idx_ordered = self.group(xyz, normals)
-        h = self.embed(ri.to(xyz.dtype))
-        if feats is not None:
-            h = torch.cat([h, ops.group(feats, idx_ordered)], dim=-1)
-        return centers, center_normals, max_over_neighbours(self.mlp(h))
-
-    def extra_repr(self) -> str:
-        return (
-            f"npoint={self.npoint}, nsample={self.nsample}, group_all={self.group_all}, "
-            f"knn_order={self.knn_order!r}"
-        )
-
-
-class RIConv2FeaturePropagation(nn.Module):
+class RIConv2FeaturePropagation(_RIConv2Core, RIFeaturePropagationBase):
     r"""RIConv++ feature propagation (the reference's ``FeaturePropagation_v2``).
 
     Dense points are centres; their ``K`` nearest sparse points the neighbours. RIConv++
@@ -142,39 +129,11 @@ class RIConv2FeaturePropagation(nn.Module):
         embed_channels: Sequence[int] = (32, 64),
         knn_order: KnnOrder = "sorted",
     ) -> None:
-        super().__init__()
-        if not mlp:
-            raise ValueError("mlp must have at least one width")
-        self.nsample, self.in_channels, self.skip_channels = nsample, in_channels, skip_channels
-        self.knn_order = knn_order
-        self.embed = SharedMLP(RICONV2_CHANNELS, embed_channels)
-        self.mlp = SharedMLP(self.embed.out_channels + in_channels, mlp)
+        super().__init__(nsample, in_channels, skip_channels, knn_order=knn_order)
+        self._build_core(in_channels, mlp, embed_channels)
         self.mlp2 = SharedMLP(self.mlp.out_channels + skip_channels, mlp2)
         self.out_channels = self.mlp2.out_channels
 
-    def forward(
-        self,
-        xyz1: Tensor,
-        normals1: Tensor,
-        xyz2: Tensor,
-        normals2: Tensor,
-        feats1: Tensor | None,
-        feats2: Tensor,
-    ) -> Tensor:
-        name = type(self).__name__
-        check_inputs(xyz1, normals1, feats1, name)
-        check_inputs(xyz2, normals2, feats2, name)
-        check_features_dim(feats1, self.skip_channels, name + " (skip)")
-        check_features_dim(feats2, self.in_channels, name)
-        idx = knn_indices(xyz2, self.nsample, xyz1, self.knn_order)
-        ri, idx_ordered = ri_features.riconv2_features(
-            xyz2, normals2, xyz1, normals1, idx, faithful=self.knn_order == "unsorted"
-        )
-        h = torch.cat([self.embed(ri.to(xyz1.dtype)), ops.group(feats2, idx_ordered)], dim=-1)
-        h = max_over_neighbours(self.mlp(h))
-        if feats1 is not None:
-            h = torch.cat([h, feats1], dim=-1)
-        return self.mlp2(h)
-
-    def extra_repr(self) -> str:
-        return f"nsample={self.nsample}, knn_order={self.knn_order!r}"
+    @property
+    def skip_mlp(self) -> nn.Module:
+        return self.mlp2

@@ -28,65 +28,69 @@ Quirk switches (spec §9), each a constructor argument; the model classes set th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from pointlib import features as ri_features
-from pointlib import ops
-from pointlib.nn._grouping import (
+from pointlib.nn._grouping import (  # noqa: F401  (global_group: re-exported, as before)
+    GlobalCenter,
     KnnOrder,
-    check_features_dim,
-    check_inputs,
-    knn_indices,
+    LraSign,
+    global_group,
     ring_shift_for,
-    sample_centers,
+)
+from pointlib.nn._ri_layers import (
+    RIFeaturePropagationBase,
+    RINeighbourhoodLayer,
+    RISetAbstractionBase,
 )
 from pointlib.nn.blocks import LinearBNReLU, RISPEmbedding, SharedMLP, max_over_neighbours
 from pointlib.nn.offset_attention import GroupOffsetAttention, NormAxis, OffsetAttention
 
-LraSign = Literal["invariant", "raw"]
-GlobalCenter = Literal["centroid", "origin"]
+
+class _RISurConvCore(RINeighbourhoodLayer):
+    """RISP features (ring shift per layer), embedding, group attention, conv, max, centre
+    attention."""
+
+    feature_kind = "risp"
+    ring_shift: int | None
+
+    def _build_core(
+        self,
+        in_channels: int,
+        out_channels: int,
+        embed_channels: Sequence[int],
+        ring_shift: int | None,
+        sa2d_norm_axis: NormAxis,
+    ) -> None:
+        self.ring_shift = ring_shift
+        self.embed = RISPEmbedding(14, embed_channels)
+        e = self.embed.out_channels
+        self.attn_group = GroupOffsetAttention(e, norm_axis=sa2d_norm_axis)
+        self.conv = LinearBNReLU(e + in_channels, out_channels, bias=True)
+        self.attn_centers = OffsetAttention(out_channels)
+
+    def ri_features(
+        self, points: Tensor, normals: Tensor, centers: Tensor, center_normals: Tensor, idx: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        shift = ring_shift_for(self.ring_shift, centers.shape[1])
+        return ri_features.risp_features(
+            points, normals, centers, center_normals, idx,
+            shift=shift, faithful=self.knn_order == "unsorted",
+        )  # fmt: skip
+
+    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+        h = self.attn_group(self.embed(ri))
+        if grouped is not None:
+            h = torch.cat([h, grouped], dim=-1)
+        return self.attn_centers(max_over_neighbours(self.conv(h)))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, ring_shift={self.ring_shift}"
 
 
-def global_group(
-    xyz: Tensor,
-    normals: Tensor,
-    *,
-    kind: Literal["risp", "riconv2"],
-    knn_order: KnnOrder,
-    lra_sign: LraSign,
-    global_center: GlobalCenter,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The ``group_all`` grouping: one centre (the centroid) with all ``N`` points.
-
-    The ordering axis is the global LRA (:func:`pointlib.features.global_reference_axis`, raw or
-    invariant sign per ``lra_sign``), the neighbour list ``arange(N)``, the ordering centred at
-    the centroid, and the feature origin ``p`` the centroid (``global_center="centroid"``) or the
-    world origin (``"origin"``, the reference).
-
-    Returns:
-        ``(center (B, 1, 3), axis (B, 1, 3), feats (B, 1, N, F), idx_ordered (B, 1, N))`` with
-        ``F = 14`` (``kind="risp"``) or ``8`` (``kind="riconv2"``).
-    """
-    if lra_sign not in ("invariant", "raw"):
-        raise ValueError(f"lra_sign must be 'invariant' or 'raw', got {lra_sign!r}")
-    if global_center not in ("centroid", "origin"):
-        raise ValueError(f"global_center must be 'centroid' or 'origin', got {global_center!r}")
-    B, N, _ = xyz.shape
-    center = xyz.mean(dim=1, keepdim=True)
-    axis = ri_features.global_reference_axis(xyz, faithful=lra_sign == "raw").reshape(B, 1, 3)
-    idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
-    origin = torch.zeros_like(center) if global_center == "origin" else None
-    fn = ri_features.risp_features if kind == "risp" else ri_features.riconv2_features
-    feats, idx_ordered = fn(
-        xyz, normals, center, axis, idx, faithful=knn_order == "unsorted", origin=origin
-    )
-    return center, axis, feats, idx_ordered
-
-
-class RISurConvSetAbstraction(nn.Module):
+class RISurConvSetAbstraction(_RISurConvCore, RISetAbstractionBase):
     r"""RISurConv set-abstraction layer (spec §2.1).
 
     Args:
@@ -122,56 +126,15 @@ class RISurConvSetAbstraction(nn.Module):
         lra_sign: LraSign = "invariant",
         global_center: GlobalCenter = "centroid",
     ) -> None:
-        super().__init__()
-        if not group_all and (npoint is None or npoint < 1 or nsample is None or nsample < 1):
-            raise ValueError("npoint and nsample must be >= 1 unless group_all=True")
-        self.npoint, self.nsample, self.group_all = npoint, nsample, group_all
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.knn_order, self.ring_shift = knn_order, ring_shift
-        self.lra_sign, self.global_center = lra_sign, global_center
-        self.embed = RISPEmbedding(14, embed_channels)
-        e = self.embed.out_channels
-        self.attn_group = GroupOffsetAttention(e, norm_axis=sa2d_norm_axis)
-        self.conv = LinearBNReLU(e + in_channels, out_channels, bias=True)
-        self.attn_centers = OffsetAttention(out_channels)
-
-    def group(self, xyz: Tensor, normals: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Centres, their normals, RISP features ``(B, S, K, 14)`` and ordered ``idx (B, S, K)``."""
-        if self.group_all:
-            return global_group(
-                xyz, normals, kind="risp", knn_order=self.knn_order,
-                lra_sign=self.lra_sign, global_center=self.global_center,
-            )  # fmt: skip
-        assert self.npoint is not None and self.nsample is not None
-        centers, center_normals = sample_centers(xyz, normals, self.npoint, type(self).__name__)
-        idx = knn_indices(xyz, self.nsample, centers, self.knn_order)
-        shift = ring_shift_for(self.ring_shift, centers.shape[1])
-        feats, idx_ordered = ri_features.risp_features(
-            xyz, normals, centers, center_normals, idx,
-            shift=shift, faithful=self.knn_order == "unsorted",
+        super().__init__(
+            npoint, nsample, in_channels, group_all=group_all, knn_order=knn_order,
+            lra_sign=lra_sign, global_center=global_center,
         )  # fmt: skip
-        return centers, center_normals, feats, idx_ordered
-
-    def forward(
-        self, xyz: Tensor, normals: Tensor, feats: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        check_inputs(xyz, normals, feats, type(self).__name__)
-        check_features_dim(feats, self.in_channels, type(self).__name__)
-        centers, center_normals, ri, idx_ordered = self.group(xyz, normals)
-        h = self.attn_group(self.embed(ri.to(xyz.dtype)))
-        if feats is not None:
-            h = torch.cat([h, ops.group(feats, idx_ordered)], dim=-1)
-        h = max_over_neighbours(self.conv(h))
-        return centers, center_normals, self.attn_centers(h)
-
-    def extra_repr(self) -> str:
-        return (
-            f"npoint={self.npoint}, nsample={self.nsample}, group_all={self.group_all}, "
-            f"knn_order={self.knn_order!r}, ring_shift={self.ring_shift}"
-        )
+        self.out_channels = out_channels
+        self._build_core(in_channels, out_channels, embed_channels, ring_shift, sa2d_norm_axis)
 
 
-class RISurConvFeaturePropagation(nn.Module):
+class RISurConvFeaturePropagation(_RISurConvCore, RIFeaturePropagationBase):
     r"""RISurConv feature propagation for the segmentation decoder (spec §2.4).
 
     Every dense point (with its own normal) is a centre whose ``K`` nearest **sparse** points are
@@ -209,42 +172,11 @@ class RISurConvFeaturePropagation(nn.Module):
         ring_shift: int | None = 1,
         sa2d_norm_axis: NormAxis = "query",
     ) -> None:
-        super().__init__()
-        self.nsample, self.in_channels, self.skip_channels = nsample, in_channels, skip_channels
-        self.knn_order, self.ring_shift = knn_order, ring_shift
-        self.embed = RISPEmbedding(14, embed_channels)
-        e = self.embed.out_channels
-        self.attn_group = GroupOffsetAttention(e, norm_axis=sa2d_norm_axis)
-        self.conv = LinearBNReLU(e + in_channels, out_channels, bias=True)
-        self.attn_centers = OffsetAttention(out_channels)
+        super().__init__(nsample, in_channels, skip_channels, knn_order=knn_order)
+        self._build_core(in_channels, out_channels, embed_channels, ring_shift, sa2d_norm_axis)
         self.mlp = SharedMLP(out_channels + skip_channels, mlp)
         self.out_channels = self.mlp.out_channels
 
-    def forward(
-        self,
-        xyz1: Tensor,
-        normals1: Tensor,
-        xyz2: Tensor,
-        normals2: Tensor,
-        feats1: Tensor | None,
-        feats2: Tensor,
-    ) -> Tensor:
-        name = type(self).__name__
-        check_inputs(xyz1, normals1, feats1, name)
-        check_inputs(xyz2, normals2, feats2, name)
-        check_features_dim(feats1, self.skip_channels, name + " (skip)")
-        check_features_dim(feats2, self.in_channels, name)
-        idx = knn_indices(xyz2, self.nsample, xyz1, self.knn_order)
-        shift = ring_shift_for(self.ring_shift, xyz1.shape[1])
-        ri, idx_ordered = ri_features.risp_features(
-            xyz2, normals2, xyz1, normals1, idx, shift=shift, faithful=self.knn_order == "unsorted"
-        )
-        h = self.attn_group(self.embed(ri.to(xyz1.dtype)))
-        h = torch.cat([h, ops.group(feats2, idx_ordered)], dim=-1)
-        h = self.attn_centers(max_over_neighbours(self.conv(h)))
-        if feats1 is not None:
-            h = torch.cat([h, feats1], dim=-1)
-        return self.mlp(h)
-
-    def extra_repr(self) -> str:
-        return f"nsample={self.nsample}, knn_order={self.knn_order!r}, ring_shift={self.ring_shift}"
+    @property
+    def skip_mlp(self) -> nn.Module:
+        return self.mlp

@@ -1,4 +1,4 @@
-"""Building blocks shared by the 2D backbones: MLPs, norms, patch embedding, input checks.
+"""Building blocks shared by the 2D backbones: MLPs, norms, blocks, patch embedding, init, checks.
 
 Token mixers live in each backbone's module and call :mod:`pointlib.attention`; this module holds
 only the non-attention parts every backbone repeats.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -17,9 +19,18 @@ __all__ = [
     "LayerNorm2d",
     "Mlp",
     "PatchEmbed",
+    "PreNormBlock",
     "check_image",
+    "classifier",
+    "drop_path_or_identity",
+    "drop_path_rates",
+    "init_conv_fan_out",
+    "init_vit_conv_weights",
+    "init_vit_model_",
     "init_vit_weights",
     "num_params",
+    "patch_grid",
+    "prepend_token",
 ]
 
 
@@ -62,6 +73,28 @@ def check_image(
             f"got {h}x{w}; pass img_size={h} when creating the model"
         )
     return h, w
+
+
+def patch_grid(img_size: int, patch_size: int) -> tuple[int, int]:
+    """The ``(rows, cols)`` patch grid of a square ``img_size`` image; raises if not divisible."""
+    if img_size % patch_size:
+        raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+    return (img_size // patch_size,) * 2
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``depth`` blocks."""
+    return torch.linspace(0, rate, depth).tolist()
+
+
+def classifier(dim: int, num_classes: int) -> nn.Module:
+    """``Linear(dim, num_classes)``, or ``Identity`` when ``num_classes == 0`` (features out)."""
+    return nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def prepend_token(token: Tensor, x: Tensor) -> Tensor:
+    """``[token; x]``: a learned ``[1, 1, C]`` token (CLS) in front of tokens ``[B, N, C]``."""
+    return torch.cat([token.expand(x.shape[0], -1, -1), x], dim=1)
 
 
 class DropPath(nn.Module):
@@ -120,6 +153,49 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+class PreNormBlock(nn.Module):
+    """Pre-norm residual block ``x + mix(norm1(x)); x + mlp(norm2(x))`` around a given mixer.
+
+    Args:
+        dim: token width ``C``.
+        attn: the token mixer; ``forward(x, *args)`` passes ``args`` on to it.
+        mlp: the feed-forward module, or a hidden-width ratio for an :class:`Mlp`.
+        drop_path: stochastic-depth probability of both branches.
+        eps: epsilon of both LayerNorms.
+        layer_scale: initial per-channel residual gains ``gamma1``/``gamma2`` (``None``: none).
+
+    Shapes:
+        input/output ``[*, C]`` (tokens ``[B, N, C]`` or channels-last maps ``[B, H, W, C]``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        attn: nn.Module,
+        mlp: nn.Module | float = 4.0,
+        drop_path: float = 0.0,
+        eps: float = 1e-6,
+        layer_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = mlp if isinstance(mlp, nn.Module) else Mlp(dim, int(dim * mlp))
+        self.drop_path = drop_path_or_identity(drop_path)
+        self.gamma1: nn.Parameter | None = None
+        self.gamma2: nn.Parameter | None = None
+        if layer_scale is not None:
+            self.gamma1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+            self.gamma2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def forward(self, x: Tensor, *args: Any) -> Tensor:
+        a = self.attn(self.norm1(x), *args)
+        x = x + self.drop_path(a if self.gamma1 is None else self.gamma1 * a)
+        m = self.mlp(self.norm2(x))
+        return x + self.drop_path(m if self.gamma2 is None else self.gamma2 * m)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel axis of NCHW maps.
 
@@ -160,6 +236,14 @@ def init_vit_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def init_vit_model_(model: nn.Module, *tokens: Tensor) -> None:
+    """ViT init of a whole model: truncated-normal(0.02) ``tokens`` (position embeddings, CLS
+    tokens; in the given order), then :func:`init_vit_weights` on every submodule."""
+    for t in tokens:
+        nn.init.trunc_normal_(t, std=0.02)
+    model.apply(init_vit_weights)
+
+
 def init_conv_fan_out(module: nn.Module) -> None:
     """He (fan-out) init for convolutions, unit/zero BatchNorm (ResNet convention)."""
     if isinstance(module, nn.Conv2d):
@@ -171,3 +255,10 @@ def init_conv_fan_out(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def init_vit_conv_weights(module: nn.Module) -> None:
+    """:func:`init_vit_weights` for linears and LayerNorms, :func:`init_conv_fan_out` for the
+    convolutions and BatchNorms of hybrid (conv stem + transformer) models."""
+    init_vit_weights(module)
+    init_conv_fan_out(module)

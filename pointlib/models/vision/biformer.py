@@ -15,12 +15,17 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from pointlib.attention import Neighborhood, attention, route, windows
 from pointlib.models._registry import register_model
-from pointlib.models.vision._layers import Mlp, check_image, drop_path_or_identity, init_vit_weights
+from pointlib.models.vision._layers import (
+    PreNormBlock,
+    check_image,
+    classifier,
+    drop_path_rates,
+    init_vit_weights,
+)
 
 __all__ = ["BiFormer", "BiLevelRoutingAttention", "biformer_test_tiny", "biformer_tiny"]
 
@@ -105,25 +110,19 @@ class AttentionLePE(nn.Module):
         return self.proj(out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
 
 
-class BiFormerBlock(nn.Module):
+class BiFormerBlock(PreNormBlock):
     """``x + dwconv3x3(x)``, then pre-norm attention and MLP. Shapes: ``[B, C, H, W]``."""
 
     def __init__(
         self, dim: int, attn: nn.Module, mlp_ratio: float = 3.0, drop_path: float = 0.0
     ) -> None:
-        super().__init__()
-        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = attn
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path_or_identity(drop_path)
+        pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)  # created first, as before
+        super().__init__(dim, attn, mlp_ratio, drop_path)
+        self.pos_embed = pos_embed
 
     def forward(self, x: Tensor) -> Tensor:
         x = (x + self.pos_embed(x)).permute(0, 2, 3, 1)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.permute(0, 3, 1, 2)
+        return super().forward(x).permute(0, 3, 1, 2)
 
 
 class BiFormer(nn.Module):
@@ -178,7 +177,7 @@ class BiFormer(nn.Module):
                 for i in range(len(embed_dims) - 1)
             ]
         )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         for i, (depth, dim, topk) in enumerate(zip(depths, embed_dims, topks)):
             blocks = []
@@ -191,7 +190,7 @@ class BiFormer(nn.Module):
                 blocks.append(BiFormerBlock(dim, attn, mlp_ratio, rates[sum(depths[:i]) + j]))
             self.stages.append(nn.Sequential(*blocks))
         self.norm = nn.BatchNorm2d(embed_dims[-1])
-        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier(embed_dims[-1], num_classes)
         self.apply(init_vit_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:

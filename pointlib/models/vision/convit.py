@@ -21,11 +21,14 @@ from torch import Tensor, nn
 from pointlib.attention import GatedPositional, Neighborhood, NeighborhoodAttention
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
-    Mlp,
     PatchEmbed,
+    PreNormBlock,
     check_image,
-    drop_path_or_identity,
-    init_vit_weights,
+    classifier,
+    drop_path_rates,
+    init_vit_model_,
+    patch_grid,
+    prepend_token,
 )
 
 __all__ = [
@@ -86,7 +89,7 @@ def gpsa_local_init_(attn: NeighborhoodAttention, locality_strength: float = 1.0
         attn.qkv.weight[2 * dim :].copy_(torch.eye(dim))
 
 
-class ConViTBlock(nn.Module):
+class ConViTBlock(PreNormBlock):
     """Pre-norm transformer block with a GPSA or MHSA mixer.
 
     Shapes:
@@ -103,21 +106,17 @@ class ConViTBlock(nn.Module):
         use_gpsa: bool = True,
         locality_strength: float = 1.0,
     ) -> None:
-        super().__init__()
+        attn = (
+            gpsa_attention(dim, num_heads, qkv_bias, locality_strength)
+            if use_gpsa
+            else NeighborhoodAttention(dim, num_heads, qkv_bias=qkv_bias)
+        )
+        super().__init__(dim, attn, mlp_ratio, drop_path)
         self.use_gpsa = use_gpsa
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        if use_gpsa:
-            self.attn = gpsa_attention(dim, num_heads, qkv_bias, locality_strength)
-        else:
-            self.attn = NeighborhoodAttention(dim, num_heads, qkv_bias=qkv_bias)
-        self.drop_path = drop_path_or_identity(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: Tensor, nbr: Neighborhood) -> Tensor:
         """``nbr``: the GPSA neighbourhood (used by GPSA blocks only)."""
-        x = x + self.drop_path(self.attn(self.norm1(x), nbr if self.use_gpsa else None))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return super().forward(x, nbr if self.use_gpsa else None)
 
 
 class ConViT(nn.Module):
@@ -163,16 +162,14 @@ class ConViT(nn.Module):
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         self.global_pool = global_pool
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        self.grid = patch_grid(img_size, patch_size)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
-        self.grid = (img_size // patch_size, img_size // patch_size)
         self.num_classes, self.num_features = num_classes, embed_dim
         self.local_up_to_layer = local_up_to_layer
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             ConViTBlock(
                 embed_dim,
@@ -187,10 +184,8 @@ class ConViT(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.apply(init_vit_weights)
+        self.head = classifier(embed_dim, num_classes)
+        init_vit_model_(self, self.pos_embed, self.cls_token)
         for blk in self.blocks:  # the generic init above overwrote the GPSA local init
             if blk.use_gpsa:
                 gpsa_local_init_(blk.attn, locality_strength)
@@ -204,10 +199,10 @@ class ConViT(nn.Module):
         nbr = gpsa_neighborhood(*self.grid, device=x.device, dtype=x.dtype)
         for i, blk in enumerate(self.blocks):
             if i == self.local_up_to_layer:
-                x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+                x = prepend_token(self.cls_token, x)
             x = blk(x, nbr)
         if len(self.blocks) <= self.local_up_to_layer:  # no MHSA blocks: CLS still heads the output
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            x = prepend_token(self.cls_token, x)
         return self.norm(x)
 
     def forward_head(self, x: Tensor) -> Tensor:

@@ -17,11 +17,14 @@ from torch import Tensor, nn
 from pointlib.attention import NeighborhoodAttention
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
-    Mlp,
     PatchEmbed,
+    PreNormBlock,
     check_image,
+    classifier,
     drop_path_or_identity,
-    init_vit_weights,
+    drop_path_rates,
+    init_vit_model_,
+    prepend_token,
 )
 
 __all__ = ["CrossViT", "crossvit_test_tiny", "crossvit_tiny_240"]
@@ -31,22 +34,12 @@ def _ln(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=1e-6)
 
 
-class Block(nn.Module):
+def _block(
+    dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
+) -> nn.Module:
     """Pre-norm ViT block. Shapes: input/output ``[B, N, C]``."""
-
-    def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
-    ) -> None:
-        super().__init__()
-        self.norm1 = _ln(dim)
-        self.attn = NeighborhoodAttention(dim, num_heads, qkv_bias=qkv_bias)
-        self.norm2 = _ln(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path_or_identity(drop_path)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    attn = NeighborhoodAttention(dim, num_heads, qkv_bias=qkv_bias)
+    return PreNormBlock(dim, attn, mlp_ratio, drop_path)
 
 
 class CrossAttentionBlock(nn.Module):
@@ -95,7 +88,7 @@ class MultiScaleBlock(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 *(
-                    Block(dims[b], num_heads[b], mlp_ratio[b], qkv_bias, drop_path[i])
+                    _block(dims[b], num_heads[b], mlp_ratio[b], qkv_bias, drop_path[i])
                     for i in range(depth[b])
                 )
             )
@@ -184,7 +177,7 @@ class CrossViT(nn.Module):
         self.cls_token_0 = nn.Parameter(torch.zeros(1, 1, embed_dim[0]))
         self.cls_token_1 = nn.Parameter(torch.zeros(1, 1, embed_dim[1]))
         total = sum(sum(d[-2:]) for d in depth)
-        rates = torch.linspace(0, drop_path_rate, total).tolist()
+        rates = drop_path_rates(drop_path_rate, total)
         blocks, ptr = [], 0
         for cfg in depth:
             cur = max(cfg[:-1]) + cfg[-1]
@@ -197,17 +190,14 @@ class CrossViT(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.ModuleList(_ln(d) for d in embed_dim)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.ModuleList(
-            nn.Linear(d, num_classes) if num_classes > 0 else nn.Identity() for d in embed_dim
+        self.head = nn.ModuleList(classifier(d, num_classes) for d in embed_dim)
+        init_vit_model_(
+            self, self.pos_embed_0, self.pos_embed_1, self.cls_token_0, self.cls_token_1
         )
-        for p in (self.pos_embed_0, self.pos_embed_1, self.cls_token_0, self.cls_token_1):
-            nn.init.trunc_normal_(p, std=0.02)
-        self.apply(init_vit_weights)
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """Images -> per-branch normalised tokens ``[B, 1 + N_b, C_b]``."""
         check_image(x, self.in_chans, size=(self.img_size,) * 2, model="CrossViT")
-        b = x.shape[0]
         xs = []
         cls_tokens = (self.cls_token_0, self.cls_token_1)
         pos_embeds = (self.pos_embed_0, self.pos_embed_1)
@@ -216,7 +206,7 @@ class CrossViT(nn.Module):
             xi = x
             if xi.shape[-1] != s or xi.shape[-2] != s:
                 xi = F.interpolate(xi, size=(s, s), mode="bicubic", align_corners=False)
-            tokens = torch.cat([cls_tokens[i].expand(b, -1, -1), embed(xi)], dim=1)
+            tokens = prepend_token(cls_tokens[i], embed(xi))
             xs.append(tokens + pos_embeds[i])
         for blk in self.blocks:
             xs = blk(xs)

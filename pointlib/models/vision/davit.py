@@ -12,7 +12,7 @@ Core mapping:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ from pointlib.models.vision._layers import (
     LayerNorm2d,
     Mlp,
     check_image,
+    classifier,
     drop_path_or_identity,
     init_vit_weights,
 )
@@ -48,7 +49,40 @@ def _windows(h: int, w: int, size: int) -> Neighborhood:
     return windows(h, w, size)
 
 
-class SpatialBlock(nn.Module):
+class _CPEBlock(nn.Module):
+    """CPE -> norm -> mixer -> CPE -> norm -> MLP; subclasses define the mixer step ``mix``.
+
+    Shapes:
+        input/output ``[B, C, H, W]``.
+    """
+
+    def __init__(
+        self, dim: int, attn: Callable[[], nn.Module], mlp_ratio: float, drop_path: float
+    ) -> None:
+        super().__init__()
+        self.cpe1 = ConvPosEnc(dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = attn()  # built after cpe1, as the reference (same parameter order)
+        self.drop_path1 = drop_path_or_identity(drop_path)
+        self.cpe2 = ConvPosEnc(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path2 = drop_path_or_identity(drop_path)
+
+    def mix(self, x: Tensor, h: int, w: int) -> Tensor:
+        """The token mixer on ``norm1``-ed tokens ``[B, h*w, C]``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        x = self.cpe1(x).flatten(2).transpose(1, 2)  # [B, HW, C]
+        x = x + self.drop_path1(self.mix(self.norm1(x), h, w))
+        x = self.cpe2(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x.transpose(1, 2).reshape(b, c, h, w)
+
+
+class SpatialBlock(_CPEBlock):
     """CPE -> window attention -> CPE -> MLP. Shapes: input/output ``[B, C, H, W]``."""
 
     def __init__(
@@ -60,36 +94,24 @@ class SpatialBlock(nn.Module):
         qkv_bias: bool = True,
         drop_path: float = 0.0,
     ) -> None:
-        super().__init__()
+        attn = functools.partial(NeighborhoodAttention, dim, num_heads, qkv_bias=qkv_bias)
+        super().__init__(dim, attn, mlp_ratio, drop_path)
         self.window_size = window_size
-        self.cpe1 = ConvPosEnc(dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = NeighborhoodAttention(dim, num_heads, qkv_bias=qkv_bias)
-        self.drop_path1 = drop_path_or_identity(drop_path)
-        self.cpe2 = ConvPosEnc(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path2 = drop_path_or_identity(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
+    def mix(self, x: Tensor, h: int, w: int) -> Tensor:
+        b, _, c = x.shape
         ws = self.window_size
-        shortcut = self.cpe1(x).flatten(2).transpose(1, 2)  # [B, HW, C]
-        t = self.norm1(shortcut).view(b, h, w, c)
+        t = x.view(b, h, w, c)
         # zero-pad to whole windows; padded tokens stay visible as keys (as the reference)
         pad_b, pad_r = (-h) % ws, (-w) % ws
         t = F.pad(t, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
         nbr = _windows(hp, wp, ws).to(x.device)
         t = self.attn(t.reshape(b, hp * wp, c), nbr).view(b, hp, wp, c)
-        t = t[:, :h, :w].reshape(b, h * w, c)
-        x = shortcut + self.drop_path1(t)
-        x = self.cpe2(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
-        x = x + self.drop_path2(self.mlp(self.norm2(x)))
-        return x.transpose(1, 2).reshape(b, c, h, w)
+        return t[:, :h, :w].reshape(b, h * w, c)
 
 
-class ChannelBlock(nn.Module):
+class ChannelBlock(_CPEBlock):
     """CPE -> channel attention -> CPE -> MLP. Shapes: input/output ``[B, C, H, W]``."""
 
     def __init__(
@@ -100,23 +122,11 @@ class ChannelBlock(nn.Module):
         qkv_bias: bool = True,
         drop_path: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.cpe1 = ConvPosEnc(dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = ChannelAttention(dim, num_heads, qkv_bias=qkv_bias)
-        self.drop_path1 = drop_path_or_identity(drop_path)
-        self.cpe2 = ConvPosEnc(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path2 = drop_path_or_identity(drop_path)
+        attn = functools.partial(ChannelAttention, dim, num_heads, qkv_bias=qkv_bias)
+        super().__init__(dim, attn, mlp_ratio, drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        x = self.cpe1(x).flatten(2).transpose(1, 2)
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
-        x = self.cpe2(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
-        x = x + self.drop_path2(self.mlp(self.norm2(x)))
-        return x.transpose(1, 2).reshape(b, c, h, w)
+    def mix(self, x: Tensor, h: int, w: int) -> Tensor:
+        return self.attn(x)
 
 
 class Stem(nn.Module):
@@ -185,7 +195,7 @@ class Head(nn.Module):
         super().__init__()
         self.norm = LayerNorm2d(dim)
         self.drop = nn.Dropout(drop)
-        self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = classifier(dim, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.norm(x.mean((2, 3), keepdim=True)).flatten(1)

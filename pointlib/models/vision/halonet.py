@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pointlib.attention import ContentRelPos, Neighborhood, attention, windows
 from pointlib.models._registry import register_model
-from pointlib.models.vision._layers import check_image, init_conv_fan_out
+from pointlib.models.vision._layers import check_image, classifier, init_conv_fan_out
 
 __all__ = ["HaloAttention", "HaloNet", "halo_neighborhood", "halonet26t", "halonet_test_tiny"]
 
@@ -129,17 +129,20 @@ class HaloAttention(nn.Module):
         return out.transpose(2, 3).reshape(b, nh * d, h // s, w // s)
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    """Projection (1x1 conv + BN) when the width or stride changes, else identity."""
+    if cin != cout or stride != 1:
+        return ConvNormAct(cin, cout, 1, stride, act=False)
+    return nn.Identity()
+
+
 class Bottleneck(nn.Module):
     """ResNet bottleneck ``1x1 -> 3x3(stride) -> 1x1`` + projection shortcut when needed."""
 
     def __init__(self, cin: int, cout: int, stride: int, ratio: float = 0.25) -> None:
         super().__init__()
         mid = int(cout * ratio)
-        self.shortcut = (
-            ConvNormAct(cin, cout, 1, stride, act=False)
-            if cin != cout or stride != 1
-            else nn.Identity()
-        )
+        self.shortcut = _shortcut(cin, cout, stride)
         self.conv1_1x1 = ConvNormAct(cin, mid, 1)
         self.conv2_kxk = ConvNormAct(mid, mid, 3, stride)
         self.conv3_1x1 = ConvNormAct(mid, cout, 1, act=False)
@@ -165,11 +168,7 @@ class HaloBlock(nn.Module):
     ) -> None:
         super().__init__()
         mid = int(cout * ratio)
-        self.shortcut = (
-            ConvNormAct(cin, cout, 1, stride, act=False)
-            if cin != cout or stride != 1
-            else nn.Identity()
-        )
+        self.shortcut = _shortcut(cin, cout, stride)
         self.conv1_1x1 = ConvNormAct(cin, mid, 1)
         self.self_attn = HaloAttention(mid, mid, num_heads, block_size, halo_size, stride)
         self.post_attn = nn.BatchNorm2d(mid)
@@ -242,7 +241,7 @@ class HaloNet(nn.Module):
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Module()
-        self.head.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.fc = classifier(cin, num_classes)
         self.apply(init_conv_fan_out)
         for m in self.modules():
             if isinstance(m, HaloAttention):

@@ -25,11 +25,14 @@ from torch import Tensor, nn
 from pointlib.attention import attention
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
-    Mlp,
     PatchEmbed,
+    PreNormBlock,
     check_image,
-    drop_path_or_identity,
-    init_vit_weights,
+    classifier,
+    drop_path_rates,
+    init_vit_model_,
+    patch_grid,
+    prepend_token,
 )
 
 __all__ = [
@@ -142,29 +145,8 @@ class RALAAttention(nn.Module):
         return self.proj(out * o)
 
 
-class Block(nn.Module):
-    """Pre-norm block around a linear-attention mixer. Shapes: ``[B, N, C]``."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mixer: Literal["inline", "rala"],
-        mlp_ratio: float,
-        drop_path: float,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn: nn.Module = (
-            InLineAttention(dim, num_heads) if mixer == "inline" else RALAAttention(dim, num_heads)
-        )
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path_or_identity(drop_path)
-
-    def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), grid))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+def _mixer(dim: int, num_heads: int, mixer: Literal["inline", "rala"]) -> nn.Module:
+    return InLineAttention(dim, num_heads) if mixer == "inline" else RALAAttention(dim, num_heads)
 
 
 class LinearDeiT(nn.Module):
@@ -201,26 +183,22 @@ class LinearDeiT(nn.Module):
             self.global_pool == "token" and mixer != "inline"
         ):
             raise ValueError(f"global_pool {self.global_pool!r} is not available for {mixer!r}")
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        self.grid = patch_grid(img_size, patch_size)
         self.mixer, self.img_size, self.patch_size = mixer, img_size, patch_size
         self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, embed_dim
-        self.grid = (img_size // patch_size,) * 2
         n = self.grid[0] * self.grid[1]
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.num_prefix = 1 if mixer == "inline" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if self.num_prefix else None
         self.pos_embed = nn.Parameter(torch.zeros(1, n + self.num_prefix, embed_dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mixer, mlp_ratio, rates[i]) for i in range(depth)
+            PreNormBlock(embed_dim, _mixer(embed_dim, num_heads, mixer), mlp_ratio, rate)
+            for rate in drop_path_rates(drop_path_rate, depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        if self.cls_token is not None:
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.apply(init_vit_weights)
+        self.head = classifier(embed_dim, num_classes)
+        tokens = (self.pos_embed,) if self.cls_token is None else (self.pos_embed, self.cls_token)
+        init_vit_model_(self, *tokens)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images -> pooled features ``[B, C]`` (CLS token or mean token)."""
@@ -233,7 +211,7 @@ class LinearDeiT(nn.Module):
         )
         x = self.patch_embed(x)
         if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            x = prepend_token(self.cls_token, x)
         x = x + self.pos_embed
         for blk in self.blocks:
             x = blk(x, self.grid)

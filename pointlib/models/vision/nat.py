@@ -13,16 +13,16 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointlib.attention import Neighborhood, NeighborhoodAttention, RelPosTable, grid
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
-    Mlp,
+    PreNormBlock,
     check_image,
-    drop_path_or_identity,
+    classifier,
+    drop_path_rates,
     init_vit_weights,
 )
 
@@ -67,7 +67,7 @@ class NeighborhoodAttention2d(nn.Module):
         return out[:, :h, :w]
 
 
-class NATLayer(nn.Module):
+class NATLayer(PreNormBlock):
     """Pre-norm block: neighbourhood attention + MLP. Shapes: ``[B, H, W, C]``."""
 
     def __init__(
@@ -79,23 +79,8 @@ class NATLayer(nn.Module):
         drop_path: float = 0.0,
         layer_scale: float | None = None,
     ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = NeighborhoodAttention2d(dim, num_heads, kernel_size)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path_or_identity(drop_path)
-        if layer_scale is not None:
-            self.gamma1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
-            self.gamma2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
-        else:
-            self.gamma1 = self.gamma2 = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        a = self.attn(self.norm1(x))
-        x = x + self.drop_path(a if self.gamma1 is None else self.gamma1 * a)
-        m = self.mlp(self.norm2(x))
-        return x + self.drop_path(m if self.gamma2 is None else self.gamma2 * m)
+        attn = NeighborhoodAttention2d(dim, num_heads, kernel_size)
+        super().__init__(dim, attn, mlp_ratio, drop_path, eps=1e-5, layer_scale=layer_scale)
 
 
 class ConvDownsampler(nn.Module):
@@ -148,7 +133,7 @@ class NAT(nn.Module):
             nn.Conv2d(embed_dim // 2, embed_dim, 3, stride=2, padding=1),
         )
         self.patch_embed.norm = nn.LayerNorm(embed_dim)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.levels = nn.ModuleList()
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             dim = embed_dim * 2**i
@@ -161,7 +146,7 @@ class NAT(nn.Module):
             level.downsample = ConvDownsampler(dim) if i < len(depths) - 1 else None
             self.levels.append(level)
         self.norm = nn.LayerNorm(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = classifier(self.num_features, num_classes)
         self.apply(init_vit_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:

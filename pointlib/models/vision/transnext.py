@@ -25,7 +25,13 @@ from torch import Tensor, nn
 
 from pointlib.attention import Neighborhood, RelPosMLP, attention
 from pointlib.models._registry import register_model
-from pointlib.models.vision._layers import check_image, drop_path_or_identity, init_conv_fan_out
+from pointlib.models.vision._layers import (
+    PreNormBlock,
+    check_image,
+    classifier,
+    drop_path_rates,
+    init_vit_conv_weights,
+)
 
 __all__ = ["TransNeXt", "centred_window", "transnext_micro", "transnext_test_tiny"]
 
@@ -209,22 +215,18 @@ class ConvGLU(nn.Module):
         return self.fc2(self.act(a) * g)
 
 
-class TransNeXtBlock(nn.Module):
+class TransNeXtBlock(PreNormBlock):
     """Pre-norm block: aggregated (or global) attention + ConvGLU. Shapes: ``[B, N, C]``."""
 
     def __init__(
         self, dim: int, num_heads: int, sr_ratio: int, mlp_ratio: float, drop_path: float
     ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn: nn.Module = (
+        attn: nn.Module = (
             AggregatedAttention(dim, num_heads, sr_ratio)
             if sr_ratio > 1
             else GlobalAttention(dim, num_heads)
         )
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = ConvGLU(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path_or_identity(drop_path)
+        super().__init__(dim, attn, ConvGLU(dim, int(dim * mlp_ratio)), drop_path)
 
     def forward(self, x: Tensor, grid: tuple[int, int], ref: tuple[int, int]) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), grid, ref))
@@ -259,7 +261,7 @@ class TransNeXt(nn.Module):
         super().__init__()
         self.img_size, self.in_chans, self.num_classes = img_size, in_chans, num_classes
         self.num_features = embed_dims[-1]
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         for i, dim in enumerate(embed_dims):
             stage = nn.Module()
@@ -274,8 +276,8 @@ class TransNeXt(nn.Module):
             )
             stage.norm = nn.LayerNorm(dim, eps=1e-6)
             self.stages.append(stage)
-        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init)
+        self.head = classifier(embed_dims[-1], num_classes)
+        self.apply(init_vit_conv_weights)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images -> mean last-stage token ``[B, C]``."""
@@ -294,18 +296,6 @@ class TransNeXt(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.forward_features(x))
-
-
-def _init(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    else:
-        init_conv_fan_out(m)
 
 
 @register_model

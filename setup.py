@@ -70,6 +70,12 @@ def _extension_config():
         and (torch.cuda.is_available() or bool(os.environ.get("TORCH_CUDA_ARCH_LIST")))
     )
     cxx_flags = ["-O3", "-std=c++20"]
+    link_args: list[str] = []
+    # torch's CPU builds implement at::parallel_for with OpenMP *inline in the headers*: without
+    # -fopenmp the pragmas are ignored and every kernel silently runs on one thread.
+    if torch.backends.openmp.is_available() and sys.platform != "darwin":
+        cxx_flags.append("-fopenmp")
+        link_args.append("-fopenmp")
     define_macros = []
     if want_cuda:
         if torch.version.cuda is None or CUDA_HOME is None:
@@ -84,7 +90,11 @@ def _extension_config():
             include_dirs=[os.path.join(root, "cuda_ext")],
             define_macros=define_macros,
             # --fmad=false: distances must round exactly like the reference (no FMA contraction).
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false", "-std=c++20"]},
+            extra_compile_args={
+                "cxx": [*cxx_flags, "-ffp-contract=off"],
+                "nvcc": ["-O3", "--fmad=false", "-std=c++20"],
+            },
+            extra_link_args=link_args,
         )
         _log("building pointlib._C with CPU and CUDA kernels")
     else:
@@ -94,6 +104,7 @@ def _extension_config():
             include_dirs=[os.path.join(root, "cuda_ext")],
             define_macros=define_macros,
             extra_compile_args={"cxx": [*cxx_flags, "-ffp-contract=off"]},
+            extra_link_args=link_args,
         )
         _log("building pointlib._C with CPU kernels (no CUDA)")
 

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_attention.py [--threads 1] [--repeat 7] [--device cpu] [--quick]
 
 Prints a markdown table (median wall time per call, forward and forward+backward) that goes into
-``benchmarks/RESULTS_attention.md``. The naive baselines are what one writes without the core:
+``benchmarks/RESULTS.md``. The naive baselines are what one writes without the core:
 advanced-index gathering of K/V, explicit logits, ``softmax``, weighted sum (and ``q k^T`` first
 for linear attention).
 """

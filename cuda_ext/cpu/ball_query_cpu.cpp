@@ -1,8 +1,8 @@
-// Ball query on CPU. Clouds of at least 4 blocks are searched through BlockClouds of the points
-// and of the queries: only blocks whose bounding box comes closer than the radius are scanned
-// (vectorised over kBlock points); members are marked in a bitmap and the nsample lowest indices
-// read back in index order. Small clouds use a plain index-order scan that stops after nsample
-// members. An empty ball is filled with the nearest point (lowest index among equally near ones).
+// Ball query on CPU. Finite clouds of at least kGridMinN points use a uniform grid with cells of
+// edge ~radius (grid_cpu.h, "Grid path" below): the queries of a cell share the 3x3x3 tile of
+// candidate points, put once into index order, and each query scans it in index order and stops
+// after nsample members. Small (or non-finite) clouds scan in index order and stop after nsample members. An
+// empty ball is filled with the nearest point (lowest index among equally near ones).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -10,17 +10,21 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
 #include "checks.h"
 #include "cpu/cpu_common.h"
+#include "cpu/grid_cpu.h"
 
 namespace pointlib {
 namespace cpu {
 namespace {
 
 constexpr int64_t kQueryBlock = 32;
+// Clouds from this size up use the grid path.
+constexpr int64_t kGridMinN = 64;
 
 // Index of the nearest point (first minimum) to (qx, qy, qz).
 template <typename T>
@@ -37,103 +41,127 @@ int64_t nearest(const T* X, const T* Y, const T* Z, int64_t N, T qx, T qy, T qz)
   return best;
 }
 
-// Blocked search for the queries of one query block `qb`: the point blocks whose box comes
-// within the radius of the query block's box are listed once; per query, those whose box comes
-// within the radius of the query are scanned and members are marked in a bitmap over the original
-// indices, which then yields the first nsample members in index order without sorting. An empty
-// ball takes the nearest point (lowest index among equally near ones).
+// ---- Grid path ---------------------------------------------------------------------------------
+// Cells of edge radius * (1 + 1e-3) (a point with dist2 < r2 in the dtype is within radius times
+// 1 + 1e-6 of the query, so it lies in the query's cell or a neighbour; the grid is coarsened if
+// it would exceed 2N + 64 cells, which only makes cells larger). Per query cell the 3x3x3 window
+// is copied once into a tile and put into ascending index order (a bitmap over the cloud's
+// indices, or std::sort when the cloud is much larger than the tile). Each query then scans the
+// tile in index order, 16 distances at a time (vectorised), appends members branch-free and
+// stops as soon as it holds nsample of them: these are the first nsample members by index.
+
+constexpr int64_t kScanChunk = 16;
+
 template <typename T>
-void ball_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb, T r2,
-                      int64_t nsample, int64_t* cand_blk, uint64_t* bitmap, int64_t* out) {
-  int64_t ncand = 0;
-  for (int64_t blk = 0; blk < c.nblk; ++blk) {
-    T gx = std::max(c.lx[blk] - qc.hx[qb], qc.lx[qb] - c.hx[blk]);
-    T gy = std::max(c.ly[blk] - qc.hy[qb], qc.ly[qb] - c.hy[blk]);
-    T gz = std::max(c.lz[blk] - qc.hz[qb], qc.lz[qb] - c.hz[blk]);
-    gx = gx > T(0) ? gx : T(0);
-    gy = gy > T(0) ? gy : T(0);
-    gz = gz > T(0) ? gz : T(0);
-    if (sqdist(gx, gy, gz) < r2) cand_blk[ncand++] = blk;
-  }
-  const int64_t q0 = qb * kBlock, q1 = std::min(qc.n, q0 + kBlock);
-  T dd[kBlock];
-  for (int64_t s = q0; s < q1; ++s) {
-    const T qx = qc.x[s], qy = qc.y[s], qz = qc.z[s];
-    int64_t* o = out + qc.id[s] * nsample;
-    int64_t wmin = std::numeric_limits<int64_t>::max(), wmax = -1;
-    for (int64_t ci = 0; ci < ncand; ++ci) {
-      const int64_t blk = cand_blk[ci];
-      T gx = std::max(c.lx[blk] - qx, qx - c.hx[blk]);
-      T gy = std::max(c.ly[blk] - qy, qy - c.hy[blk]);
-      T gz = std::max(c.lz[blk] - qz, qz - c.hz[blk]);
-      gx = gx > T(0) ? gx : T(0);
-      gy = gy > T(0) ? gy : T(0);
-      gz = gz > T(0) ? gz : T(0);
-      if (!(sqdist(gx, gy, gz) < r2)) continue;
-      const int64_t s0 = blk * kBlock;
-      const T* X = c.x.data() + s0;
-      const T* Y = c.y.data() + s0;
-      const T* Z = c.z.data() + s0;
-      for (int64_t l = 0; l < kBlock; ++l) dd[l] = sqdist(qx - X[l], qy - Y[l], qz - Z[l]);
-      int any = 0;
-      for (int64_t l = 0; l < kBlock; ++l) any += dd[l] < r2 ? 1 : 0;
-      if (!any) continue;
-      for (int64_t l = 0; l < kBlock; ++l) {
-        if (dd[l] < r2) {  // padding slots have dist2 = inf and never enter
-          const int64_t j = c.id[s0 + l];
-          bitmap[j >> 6] |= uint64_t(1) << (j & 63);
-          wmin = std::min(wmin, j >> 6);
-          wmax = std::max(wmax, j >> 6);
+void ball_query_grid(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, T r2,
+                     double radius, int64_t nsample, int64_t* out) {
+  const bool self = qry == pts && M == N;
+  const std::vector<T> soa = to_soa(pts, B, N);
+  std::vector<Grid<T>> grids(static_cast<size_t>(B));
+  std::vector<QueryBins<T>> bins(static_cast<size_t>(B));
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* p = pts + b * N * 3;
+      double lo[3], hi[3];
+      cloud_box(p, N, lo, hi);
+      grids[b].shape(lo, hi, radius * (1 + 1e-3), 2 * N + 64);
+      grids[b].fill(p, N, scratch);
+      if (self) {
+        bins[b].bind(grids[b]);
+      } else {
+        bins[b].build(grids[b], qry + b * M * 3, M, scratch);
+      }
+    }
+  });
+  constexpr int64_t P = 8;  // parts (cell ranges) per cloud
+  at::parallel_for(0, B * P, 1, [&](int64_t t0, int64_t t1) {
+    Tile<T> tile;
+    std::vector<uint64_t> bitmap(static_cast<size_t>((N + 63) / 64), 0);
+    std::vector<int32_t> sorted;
+    std::vector<int64_t> mem(static_cast<size_t>(nsample + kScanChunk));
+    T dd[kScanChunk];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / P, part = t % P;
+      const Grid<T>& g = grids[b];
+      const QueryBins<T>& qb = bins[b];
+      const T* PX = soa.data() + b * 3 * N;
+      const T* PY = PX + N;
+      const T* PZ = PY + N;
+      const int64_t cells = g.ncells();
+      const int64_t c0 = cells * part / P, c1 = cells * (part + 1) / P;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t s0 = qb.qstart[c], s1 = qb.qstart[c + 1];
+        if (s0 == s1) continue;
+        const int64_t cx = c % g.g[0], cy = (c / g.g[0]) % g.g[1], cz = c / (g.g[0] * g.g[1]);
+        g.gather(cx, cy, cz, 1, tile);
+        const int64_t C = tile.n;
+        // Tile into ascending index order; pad to a multiple of kScanChunk with +inf points.
+        int32_t* ids = tile.id.data();
+        if ((N + 63) / 64 <= 8 * C + 64) {
+          int64_t wmin = (N + 63) / 64, wmax = -1;
+          for (int64_t j = 0; j < C; ++j) {
+            const int64_t w = ids[j] >> 6;
+            bitmap[w] |= uint64_t(1) << (ids[j] & 63);
+            wmin = std::min(wmin, w);
+            wmax = std::max(wmax, w);
+          }
+          int64_t n0 = 0;
+          for (int64_t w = wmin; w <= wmax; ++w) {
+            uint64_t bits = bitmap[w];
+            bitmap[w] = 0;
+            while (bits) {
+              ids[n0++] = static_cast<int32_t>((w << 6) + __builtin_ctzll(bits));
+              bits &= bits - 1;
+            }
+          }
+        } else {
+          std::sort(ids, ids + C);
+        }
+        const int64_t Cp = (C + kScanChunk - 1) / kScanChunk * kScanChunk;
+        tile.fit(Cp + 1);
+        ids = tile.id.data();
+        T* X = tile.x.data();
+        T* Y = tile.y.data();
+        T* Z = tile.z.data();
+        for (int64_t j = 0; j < C; ++j) X[j] = PX[ids[j]], Y[j] = PY[ids[j]], Z[j] = PZ[ids[j]];
+        const T inf = std::numeric_limits<T>::infinity();
+        for (int64_t j = C; j < Cp; ++j) X[j] = Y[j] = Z[j] = inf, ids[j] = 0;
+        for (int64_t s = s0; s < s1; ++s) {
+          const T qx = qb.qx[s], qy = qb.qy[s], qz = qb.qz[s];
+          int64_t* o = out + (b * M + qb.qid[s]) * nsample;
+          int64_t cnt = 0;
+          for (int64_t j0 = 0; j0 < Cp && cnt < nsample; j0 += kScanChunk) {
+            for (int64_t l = 0; l < kScanChunk; ++l) {
+              dd[l] = sqdist(qx - X[j0 + l], qy - Y[j0 + l], qz - Z[j0 + l]);
+            }
+            for (int64_t l = 0; l < kScanChunk; ++l) {
+              mem[cnt] = ids[j0 + l];
+              cnt += dd[l] < r2 ? 1 : 0;  // padding: inf - q = +-inf, dist2 inf, never a member
+            }
+          }
+          cnt = std::min(cnt, nsample);
+          std::copy(mem.begin(), mem.begin() + cnt, o);
+          const int64_t fill = cnt > 0 ? o[0] : nearest(PX, PY, PZ, N, qx, qy, qz);
+          for (int64_t t2 = cnt; t2 < nsample; ++t2) o[t2] = fill;
         }
       }
     }
-    int64_t cnt = 0;
-    for (int64_t w = wmin; w <= wmax; ++w) {
-      uint64_t bits = bitmap[w];
-      bitmap[w] = 0;
-      while (bits && cnt < nsample) {
-        o[cnt++] = (w << 6) + __builtin_ctzll(bits);
-        bits &= bits - 1;
-      }
-    }
-    int64_t fill;
-    if (cnt > 0) {
-      fill = o[0];
-    } else {
-      T best = std::numeric_limits<T>::infinity();
-      fill = std::numeric_limits<int64_t>::max();
-      for (int64_t t = 0; t < c.nblk * kBlock; ++t) {
-        const T d = sqdist(qx - c.x[t], qy - c.y[t], qz - c.z[t]);
-        if (d < best || (d == best && c.id[t] < fill)) {
-          best = d;
-          fill = c.id[t];
-        }
-      }
-    }
-    for (int64_t t = cnt; t < nsample; ++t) o[t] = fill;
-  }
+  });
 }
 
 template <typename T>
 void ball_query_kernel(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, T r2,
-                       int64_t nsample, int64_t* out) {
-  if (N >= 4 * kBlock) {
-    const std::vector<BlockCloud<T>> clouds = build_block_clouds(pts, B, N);
-    const bool self = qry == pts && M == N;  // queries are the points: share the blocks
-    std::vector<BlockCloud<T>> qclouds;
-    if (!self) qclouds = build_block_clouds(qry, B, M);
-    const std::vector<BlockCloud<T>>& qcs = self ? clouds : qclouds;
-    const int64_t nqb = qcs[0].nblk;
-    at::parallel_for(0, B * nqb, 1, [&](int64_t t0, int64_t t1) {
-      std::vector<int64_t> cand_blk(static_cast<size_t>(clouds[0].nblk));
-      std::vector<uint64_t> bitmap(static_cast<size_t>((N + 63) / 64), 0);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / nqb;
-        ball_query_block(clouds[b], qcs[b], t % nqb, r2, nsample, cand_blk.data(), bitmap.data(),
-                         out + b * M * nsample);
-      }
-    });
-    return;
+                       double radius, int64_t nsample, int64_t* out) {
+  if (N >= kGridMinN) {
+    bool finite = std::isfinite(radius);
+    double lo[3], hi[3];
+    for (int64_t b = 0; b < B && finite; ++b) finite = cloud_box(pts + b * N * 3, N, lo, hi);
+    for (int64_t b = 0; b < B && finite; ++b) finite = cloud_box(qry + b * M * 3, M, lo, hi);
+    if (finite) {
+      ball_query_grid(pts, qry, B, N, M, r2, radius, nsample, out);
+      return;
+    }
   }
   const std::vector<T> soa = to_soa(pts, B, N);
   const int64_t nblocks = (M + kQueryBlock - 1) / kQueryBlock;
@@ -179,7 +207,7 @@ at::Tensor ball_query_cpu(const at::Tensor& points, const at::Tensor& queries, d
     // r2 rounded once to the dtype, like the reference's torch.tensor(radius ** 2, dtype).
     const scalar_t r2 = static_cast<scalar_t>(radius * radius);
     ball_query_kernel<scalar_t>(p.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(), B, N, M, r2,
-                                nsample, idx.data_ptr<int64_t>());
+                                radius, nsample, idx.data_ptr<int64_t>());
   });
   return idx;
 }

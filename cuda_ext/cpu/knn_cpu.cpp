@@ -1,8 +1,11 @@
-// k nearest neighbours on CPU. Clouds of at least 4 blocks (and k <= N / 2) are searched through
-// a BlockCloud (Morton-ordered blocks with bounding boxes, see cpu_common.h) with a shrinking
-// candidate threshold; other shapes compute all distances per query (vectorised over SoA points)
-// and select with a sorted insertion buffer (small k) or std::partial_sort. Every path returns the
-// reference order: ascending dist2, ties to the lower index.
+// k nearest neighbours on CPU. Finite clouds of at least kGridMinN points with 4k <= N use a
+// uniform grid (cell lists, see grid_cpu.h and the "Grid path" comment below): queries of one cell
+// share a 3x3x3 candidate tile, a counted threshold picks ~k candidates, their exact ranks by
+// (dist2, index) are counted branch-free, and an exact stop test grows the window when needed.
+// Larger k (N/4 < k <= N/2, N >= 128) use the Morton-block search (BlockCloud, cpu_common.h)
+// with a shrinking candidate threshold; other shapes compute all distances per query (vectorised
+// over SoA points) and select with a sorted insertion buffer (small k) or std::partial_sort.
+// Every path returns the reference order: ascending dist2, ties to the lower index.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -32,7 +35,9 @@ constexpr int64_t kQueryBlock = 32;
 // Clouds from this size up (with 4k <= N) use the grid path.
 constexpr int64_t kGridMinN = 64;
 
-// Cell edge = this factor x the sampled k-th neighbour distance (env POINTLIB_KNN_EDGE, for tuning).
+// Cell edge = this factor x the sampled k-th neighbour distance. POINTLIB_KNN_EDGE (read once)
+// overrides it for tuning and for stress tests (tiny cells force many window growths); results
+// never depend on it.
 inline double knn_edge_scale() {
   static const double v = [] {
     const char* e = std::getenv("POINTLIB_KNN_EDGE");
@@ -226,19 +231,28 @@ void knn_query_block(const BlockCloud<T>& c, const BlockCloud<T>& qc, int64_t qb
 // partial_sort instead of the quadratic rank count.
 constexpr int64_t kRankMax = 192;
 
+// The per-query work is vectorised loops; on x86-64 GCC also compiles an AVX2 clone picked at
+// run time (same IEEE operations, no FMA: -ffp-contract=off), the baseline build stays SSE2.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define POINTLIB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define POINTLIB_SIMD_CLONES
+#endif
+
 template <typename T>
 struct KnnScratch {
   Tile<T> tile, wide;
   std::vector<T> cd;
-  std::vector<int32_t> ci;
+  std::vector<int32_t> ci, rank;
   std::vector<std::pair<T, int32_t>> pairs;
+  KnnScratch() : rank(kRankMax) {}
 };
 
 // Runs steps 1-4 for one query against tile t; returns false if the window must grow. `tau` is
 // the threshold hint on entry. Writes the k results to bd/bi.
 template <typename T>
-bool knn_tile_query(const Grid<T>& g, const Tile<T>& t, T qx, T qy, T qz, int64_t k, T tau,
-                    KnnScratch<T>& sc, T* bd, int32_t* bi32, int64_t* bi) {
+POINTLIB_SIMD_CLONES bool knn_tile_query(const Grid<T>& g, const Tile<T>& t, T qx, T qy, T qz, int64_t k, T tau,
+                    KnnScratch<T>& sc, T* bd, int64_t* bi) {
   const int64_t C = t.n;
   const bool full = g.covers_all(t);
   if (C < k) return false;  // cannot happen for a full window (k <= N)
@@ -281,22 +295,51 @@ bool knn_tile_query(const Grid<T>& g, const Tile<T>& t, T qx, T qy, T qz, int64_
   int32_t* ci = sc.ci.data();
   const int32_t* ids = t.id.data();
   int64_t n = 0;
-  for (int64_t j = 0; j < C; ++j) {
+  int64_t j = 0;
+  for (; j + 8 <= C; j += 8) {  // groups of 8 (neighbours in the same cell) often all fail
+    int any = 0;
+    for (int64_t l = 0; l < 8; ++l) any |= d[j + l] <= hi ? 1 : 0;
+    if (!any) continue;
+    for (int64_t l = 0; l < 8; ++l) {
+      cd[n] = d[j + l];
+      ci[n] = ids[j + l];
+      n += d[j + l] <= hi ? 1 : 0;
+    }
+  }
+  for (; j < C; ++j) {
     cd[n] = d[j];
     ci[n] = ids[j];
     n += d[j] <= hi ? 1 : 0;
   }
   if (n <= kRankMax) {
+    // Rank by distance alone (one compare per pair). Distinct distances give the ranks
+    // 0..n-1, summing to n(n-1)/2; an exact tie gives equal (lower) ranks and a smaller sum, and
+    // then the ranks are recounted with the index as tie-break.
+    int32_t* rank = sc.rank.data();
+    int64_t sum = 0;
     for (int64_t i = 0; i < n; ++i) {
       const T di = cd[i];
-      const int32_t ii = ci[i];
       int32_t r = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        r += (cd[j] < di) | ((cd[j] == di) & (ci[j] < ii));
+      for (int64_t j = 0; j < n; ++j) r += cd[j] < di ? 1 : 0;
+      rank[i] = r;
+      sum += r;
+    }
+    if (sum != n * (n - 1) / 2) {
+      for (int64_t i = 0; i < n; ++i) {
+        const T di = cd[i];
+        const int32_t ii = ci[i];
+        int32_t r = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          r += (cd[j] < di) | ((cd[j] == di) & (ci[j] < ii));
+        }
+        rank[i] = r;
       }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t r = rank[i];
       if (r < k) {
-        bd[r] = di;
-        bi32[r] = ii;
+        bd[r] = cd[i];
+        bi[r] = ci[i];
       }
     }
   } else {
@@ -304,9 +347,8 @@ bool knn_tile_query(const Grid<T>& g, const Tile<T>& t, T qx, T qy, T qz, int64_
     pr.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) pr[i] = {cd[i], ci[i]};
     std::partial_sort(pr.begin(), pr.begin() + k, pr.end());
-    for (int64_t i = 0; i < k; ++i) bd[i] = pr[i].first, bi32[i] = pr[i].second;
+    for (int64_t i = 0; i < k; ++i) bd[i] = pr[i].first, bi[i] = pr[i].second;
   }
-  for (int64_t i = 0; i < k; ++i) bi[i] = bi32[i];
   return full || static_cast<double>(bd[k - 1]) < g.window_lower_bound(t, qx, qy, qz);
 }
 
@@ -359,7 +401,6 @@ void knn_grid(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64
   (void)nc;
   at::parallel_for(0, B * P, 1, [&](int64_t t0, int64_t t1) {
     KnnScratch<T> sc;
-    std::vector<int32_t> bi32(static_cast<size_t>(k));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / P, part = t % P;
       const Grid<T>& g = grids[b];
@@ -380,12 +421,12 @@ void knn_grid(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64
           const Tile<T>* tp = &sc.tile;
           sc.cd.resize(std::max<size_t>(sc.cd.size(), static_cast<size_t>(tp->n + 1)));
           sc.ci.resize(std::max<size_t>(sc.ci.size(), static_cast<size_t>(tp->n + 1)));
-          bool ok = knn_tile_query(g, *tp, qx, qy, qz, k, tau, sc, bd, bi32.data(), bi);
+          bool ok = knn_tile_query(g, *tp, qx, qy, qz, k, tau, sc, bd, bi);
           for (int64_t R = 2; !ok; ++R) {
             g.gather(cx, cy, cz, R, sc.wide);
             sc.cd.resize(std::max<size_t>(sc.cd.size(), static_cast<size_t>(sc.wide.n + 1)));
             sc.ci.resize(std::max<size_t>(sc.ci.size(), static_cast<size_t>(sc.wide.n + 1)));
-            ok = knn_tile_query(g, sc.wide, qx, qy, qz, k, tau, sc, bd, bi32.data(), bi);
+            ok = knn_tile_query(g, sc.wide, qx, qy, qz, k, tau, sc, bd, bi);
           }
           tau = bd[k - 1];
         }

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pointlib.transforms import normalize_unit_sphere
+
 __all__ = ["DatasetError", "DatasetNotFoundError", "Item", "PointCloudDataset"]
 
 Item = dict[str, torch.Tensor]
@@ -132,10 +134,10 @@ class PointCloudDataset(Dataset):
     def __getitem__(self, index: int) -> Item:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        xyz = self._xyz[index]
+        xyz = torch.from_numpy(np.array(self._xyz[index], dtype=np.float32))
         if self.normalize:
-            xyz = _normalize(xyz)
-        item: Item = {"xyz": torch.from_numpy(np.array(xyz, dtype=np.float32))}
+            xyz = normalize_unit_sphere(xyz)
+        item: Item = {"xyz": xyz}
         if self.normals and self._normals is not None:
             item["normals"] = torch.from_numpy(np.array(self._normals[index], dtype=np.float32))
         item["label"] = torch.tensor(int(self._labels[index]), dtype=torch.int64)
@@ -183,9 +185,3 @@ class PointCloudDataset(Dataset):
             "root": str(self.root),
             "cache": str(self.cache_path) if self.cache_path else None,
         }
-
-
-def _normalize(xyz: np.ndarray) -> np.ndarray:
-    c = xyz - xyz.mean(axis=0, keepdims=True)
-    r = float(np.sqrt((c * c).sum(axis=1)).max())
-    return c / r if r > 0 else c

@@ -72,7 +72,7 @@ def ring_shift_for(shift: int | None, num_centers: int) -> int:
     """``shift`` if given, else the reference rule: 2 when ``num_centers >= 1024``, else 1."""
     if shift is not None:
         return shift
-    return 2 if num_centers >= 1024 else 1
+    return ri_features.ring_shift(num_centers, faithful=True)
 
 
 def static_ring_shift(nominal_centers: int) -> int:

@@ -51,6 +51,9 @@ class RobustnessRow:
     second_std: float
     invariance_error: float
     num_rotations: int
+    #: test samples whose label is not the same on every rotated copy, and the samples counted
+    prediction_changes: int = 0
+    num_samples: int = 0
 
     @property
     def protocol(self) -> str:
@@ -79,6 +82,8 @@ def rows_from_results(
                 s2,
                 res.invariance_error,
                 len(res.copies),
+                res.prediction_changes,
+                res.num_samples,
             )
         )
     return rows
@@ -165,6 +170,10 @@ def _err(e: float) -> str:
     return "–" if math.isnan(e) else f"{e:.1e}"
 
 
+def _changes(r: RobustnessRow) -> str:
+    return "–" if r.num_rotations < 2 else f"{r.prediction_changes}/{r.num_samples}"
+
+
 def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str:
     """The report as a table: one line per model, one column per protocol (``OA mean ± std``,
     invariance error in brackets), followed by the detailed per-row table."""
@@ -188,7 +197,8 @@ def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str
         body.append(cells)
     second = rows[0].second_metric if rows else "macc"
     sname = {"macc": "mAcc", "class_miou": "cls. mIoU"}.get(second, second)
-    head2 = ["model", "train/test", f"{name} (%)", f"{sname} (%)", "inv. err", "R"]
+    head2 = ["model", "train/test", f"{name} (%)", f"{sname} (%)", "inv. err", "pred. changes",
+             "R"]  # fmt: skip
     body2 = [
         [
             r.model,
@@ -196,6 +206,7 @@ def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str
             _pct(r.mean, r.std),
             _pct(r.second_mean, r.second_std),
             _err(r.invariance_error),
+            _changes(r),
             str(r.num_rotations),
         ]
         for r in rows
@@ -237,7 +248,9 @@ def write_robustness(
     md += (
         "Protocol X/Y = train-time rotation augmentation X / test-time rotation Y; mean ± std "
         "over R seeded rotated copies of the test set (z: uniform angle about the up axis, "
-        "SO3: Haar-uniform); inv. err = max |Δlogits| between the rotated copies of a sample.\n\n"
+        "SO3: Haar-uniform); inv. err = max |Δlogits| between the rotated copies of a sample; "
+        "pred. changes = test samples whose predicted label is not the same on every rotated "
+        "copy (part segmentation: samples with any point whose label changes).\n\n"
     )
     if note:
         md += note.rstrip() + "\n\n"

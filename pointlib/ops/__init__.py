@@ -4,6 +4,7 @@
 ``knn``            k nearest neighbours, ascending ``dist2``, ties to the lower index
 ``ball_query``     first ``nsample`` points with ``dist2 < r2`` by index; padded; empty -> nearest
 ``fps``            farthest point sampling from ``start``, ties to the lowest index
+``knn_tolerant``   ``knn`` with distances within a tolerance of the k-th treated as tied
 ``gather``         ``(B, N, C)``, ``(B, M)`` -> ``(B, M, C)`` (autograd)
 ``group``          ``(B, N, C)``, ``(B, M, K)`` -> ``(B, M, K, C)`` (autograd)
 ``three_nn_interpolate``  inverse-distance interpolation for decoders
@@ -27,6 +28,7 @@ from pointlib.ops._dispatch import (
 from pointlib.ops.grouping import gather, group, three_nn_interpolate
 from pointlib.ops.neighbors import ball_query, knn
 from pointlib.ops.sampling import fps
+from pointlib.ops.ties import knn_tolerant
 
 register_backend(
     Backend(
@@ -49,6 +51,7 @@ __all__ = [
     "gather",
     "group",
     "knn",
+    "knn_tolerant",
     "register_backend",
     "three_nn_interpolate",
 ]

@@ -67,3 +67,28 @@ def test_invariance_error_column():
     plain = create_model("toy_cls", num_classes=3).double().eval()
     res = evaluate_test(cfg, plain, data, rotations=["so3"])
     assert res["so3"].invariance_error > 1e-3  # the negative control moves
+
+
+def test_prediction_changes_column():
+    """Samples whose label differs between rotated copies: 0 for an invariant model, > 0 for the
+    negative control, and it reaches the robustness table."""
+    from pointlib.engine.robustness import format_table, rows_from_results
+
+    cfg = toy_config(eval={"num_rotations": 4})
+    data = toy_bundle(cfg)
+    torch.manual_seed(0)
+    inv = create_model("toy_invariant_cls", num_classes=3).double().eval()
+    data.test.base.xyz = data.test.base.xyz.double()
+    data.test.base.normals = data.test.base.normals.double()
+    res = evaluate_test(cfg, inv, data, rotations=["none", "so3"])
+    n = len(data.test)
+    assert res["so3"].prediction_changes == 0 and res["so3"].num_samples == n
+    assert res["none"].prediction_changes == 0
+    assert res["so3"].as_dict()["prediction_changes"] == 0
+    plain = create_model("toy_cls", num_classes=3).double().eval()
+    res_plain = evaluate_test(cfg, plain, data, rotations=["so3"])
+    changed = res_plain["so3"].prediction_changes
+    assert 0 < changed <= n
+    rows = rows_from_results("toy", "z", {**res, **res_plain}, "cls")
+    table = format_table(rows)
+    assert "pred. changes" in table and f"{changed}/{n}" in table

@@ -72,7 +72,7 @@ def test_garbage_bytes_inside_an_h5_array(tmp_path, cache, key):
         offset = f[key].id.get_offset()  # contiguous layout: the raw values start here
         nbytes = f[key].id.get_storage_size()
     garbage = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)
-    garbage[3::4] = 0x7F  # high bytes of float32: large finite values (up to ~3e38)
+    garbage[3::4] = 0x7E  # high byte of each little-endian float32: finite values ~1e38
     start = offset + nbytes // 2 - 2048
     raw = bytearray(path.read_bytes())
     raw[start : start + 4096] = garbage.tobytes()
@@ -95,12 +95,13 @@ def test_corrupt_h5_metadata_names_the_file(tmp_path, cache):
     root = write_modelnet_h5(tmp_path / "h5")
     path = root / "ply_data_test0.h5"
     raw = bytearray(path.read_bytes())
-    with h5py.File(path, "r") as f:
-        first_data = min(f[k].id.get_offset() for k in ("data", "label", "normal"))
-    # everything between the superblock and the first array is metadata (object headers, the
-    # root group's link storage): overwrite it
-    raw[96:first_data] = b"\xa5" * (first_data - 96)
+    heap = raw.find(b"HEAP")  # the root group's local heap (its link names)
+    assert heap > 0
+    raw[heap : heap + 16] = b"\xa5" * 16
     path.write_bytes(bytes(raw))
+    with pytest.raises(RuntimeError, match="check link existence"):  # the case of the report
+        with h5py.File(path, "r") as f:
+            _ = "data" in f
     with pytest.raises(DatasetError, match=r"ply_data_test0\.h5: unreadable or truncated h5"):
         ModelNet40(root, "test", 16, cache_dir=cache)
 
@@ -149,8 +150,9 @@ def test_scanobjectnn_shares_the_h5_checks(tmp_path, cache):
     with pytest.raises(DatasetError, match=r"training_objectdataset\.h5: 'data': .*beyond"):
         ScanObjectNN(root, "train", 16, variant="OBJ_BG", cache_dir=cache)
     with h5py.File(path, "r+") as f:
+        f["data"][1, 3, 0] = 0.5
         del f["label"]
-        f["label"] = np.array([0, 1, 2, 3, 4.25])
+        f["label"] = np.array([0, 1, 2, 3, 4.25, 5, 6])
     with pytest.raises(DatasetError, match=r"training_objectdataset\.h5: label 4\.25 is not"):
         ScanObjectNN(root, "train", 16, variant="OBJ_BG", cache_dir=cache)
 

@@ -321,7 +321,8 @@ def check_resume_compatible(
             f"cannot resume {where}: it holds {state['model_name']!r}, "
             f"the config builds {cfg.model.name!r}"
         )
-    saved_kw = dict(state.get("model_kwargs") or {})
+    saved_kw = _with_defaults(cfg.model.name, dict(state.get("model_kwargs") or {}))
+    model_kwargs = _with_defaults(cfg.model.name, model_kwargs)
     diffs = [
         f"model.kwargs.{k}: checkpoint {saved_kw.get(k, '<unset>')!r}, "
         f"config {model_kwargs.get(k, '<unset>')!r}"
@@ -332,14 +333,11 @@ def check_resume_compatible(
     if isinstance(saved_cfg, dict):
         old = _flatten(json.loads(json.dumps(saved_cfg, default=str)))
         new = _flatten(json.loads(json.dumps(config_to_dict(cfg), default=str)))
-        for key in sorted(set(old) | set(new)):
+        for key in sorted(set(old) & set(new)):  # keys of other pointlib versions: not compared
             if key.startswith("model.kwargs") or _may_change(key):
                 continue
-            if old.get(key, _MISSING) != new.get(key, _MISSING):
-                diffs.append(
-                    f"{key}: checkpoint {old.get(key, '<unset>')!r}, "
-                    f"config {new.get(key, '<unset>')!r}"
-                )
+            if old[key] != new[key]:
+                diffs.append(f"{key}: checkpoint {old[key]!r}, config {new[key]!r}")
     if diffs:
         shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
         raise ValueError(
@@ -349,6 +347,26 @@ def check_resume_compatible(
 
 
 _MISSING = object()
+
+
+def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the defaults of the registered factory's other keyword parameters, so an
+    explicit default (``faithful=False``) equals an omitted one."""
+    import inspect
+
+    from pointlib.models._registry import _MODELS
+
+    fn = _MODELS.get(name)
+    if fn is None:
+        return dict(kwargs)
+    out = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    out.update(kwargs)
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -33,7 +33,7 @@ def test_resume_rejects_other_model_kwargs_and_keeps_results(tmp_path):
     results = (tmp_path / "results.json").read_bytes()
     other = toy_config(train={"epochs": 2}, model={"name": "toy_cls", "kwargs": {"faithful": True}})
     with pytest.raises(ValueError, match=r"last\.pt.*model\.kwargs\.faithful: checkpoint "
-                       r"'<unset>', config True"):  # fmt: skip
+                       r"False, config True"):  # fmt: skip
         train(other, tmp_path, data=toy_bundle(other), resume=tmp_path / "last.pt")
     assert (tmp_path / "results.json").read_bytes() == results  # not overwritten
 
@@ -45,8 +45,12 @@ def test_resume_rejects_other_training_settings(tmp_path):
     with pytest.raises(ValueError, match=r"augment\.rotation: checkpoint 'z', config 'so3'.*"
                        r"optim\.lr: checkpoint 0\.001, config 0\.1"):  # fmt: skip
         train(changed, tmp_path, data=toy_bundle(changed), resume=tmp_path / "last.pt")
-    # settings that only say how long / where to run may change
-    longer = toy_config(train={"max_steps": 4, "epochs": 3, "device": "cpu"})
+    # settings that only say how long / where to run may change; an explicit default equals an
+    # omitted keyword
+    longer = toy_config(
+        train={"max_steps": 4, "epochs": 3, "device": "cpu"},
+        model={"name": "toy_cls", "kwargs": {"faithful": False}},
+    )
     res = train(longer, tmp_path, data=toy_bundle(longer), resume=tmp_path / "last.pt")
     assert res.global_step == 4
 

@@ -70,8 +70,10 @@ def check_radius(value: object, name: str = "radius") -> float:
 
     if isinstance(value, Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"{name} must be a real scalar, got a tensor of shape "
-                            f"{tuple(value.shape)} and dtype {value.dtype}")
+            raise TypeError(
+                f"{name} must be a real scalar, got a tensor of shape "
+                f"{tuple(value.shape)} and dtype {value.dtype}"
+            )
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")

@@ -29,8 +29,15 @@ def _free_port() -> int:
 def _start(rank: int, port: int, stall: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
     return subprocess.Popen(
-        [sys.executable, str(HERE / "_stall_worker.py"), str(rank), "2", str(port), str(stall),
-         str(TIMEOUT_S)],  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "_stall_worker.py"),
+            str(rank),
+            "2",
+            str(port),
+            str(stall),
+            str(TIMEOUT_S),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -42,8 +42,8 @@ def test_z_protocol_rotates_about_the_up_axis(up):
 def _euler_uniform(n: int, seed: int) -> torch.Tensor:
     """The biased sampler: ZYZ Euler angles each uniform (not Haar), as a negative control."""
     g = torch.Generator().manual_seed(seed)
-    a, b, c = (torch.rand(n, generator=g, dtype=torch.float64) * s for s in (2 * math.pi, math.pi,
-                                                                              2 * math.pi))  # fmt: skip
+    spans = (2 * math.pi, math.pi, 2 * math.pi)
+    a, b, c = (torch.rand(n, generator=g, dtype=torch.float64) * s for s in spans)
 
     def rz(t):
         z, o = torch.zeros_like(t), torch.ones_like(t)

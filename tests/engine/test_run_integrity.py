@@ -102,7 +102,7 @@ def test_killed_cache_build_temp_removed_on_next_start(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     settings = {"dataset": "toy"}
-    arrays, path = cached_arrays(cache, "toy", settings, "fp", lambda: {"a": np.arange(3)})
+    _, path = cached_arrays(cache, "toy", settings, "fp", lambda: {"a": np.arange(3)})
     assert path is not None
     dead = _killed_writer(path)
     recent_untagged = _killed_writer(path, tagged=False)  # may belong to another host: kept

@@ -88,7 +88,7 @@ def test_real_modelnet_txt(shared_data):
 
 
 def test_ply_interoperates_with_open3d(tmp_path, cloud):
-    needs_open3d('.pcd')
+    needs_open3d(".pcd")
     from pointlib._optional import import_open3d
 
     o3d = import_open3d()

@@ -20,11 +20,7 @@ def _ply_header(fmt: str, count: int) -> bytes:
 @pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian"])
 def test_ply_negative_vertex_count(tmp_path, fmt):
     f = tmp_path / "neg.ply"
-    body = (
-        b"0 0 0\n1 0 0\n0 1 0\n"
-        if fmt == "ascii"
-        else np.arange(9, dtype="<f4").tobytes()
-    )
+    body = b"0 0 0\n1 0 0\n0 1 0\n" if fmt == "ascii" else np.arange(9, dtype="<f4").tobytes()
     f.write_bytes(_ply_header(fmt, -2) + body)
     with pytest.raises(FileFormatError, match=r"neg\.ply: PLY element 'vertex' has a negative"):
         read_point_cloud(f)

@@ -51,13 +51,19 @@ def test_partseg_without_category():
 def test_one_hot_category_values():
     like = torch.zeros(1)
     oh = one_hot_category(torch.tensor([2, 0]), 3, 2, 4, like)
-    assert oh.shape == (2, 4, 3) and oh[0, 0].tolist() == [0, 0, 1] and oh[1, 3].tolist() == [1, 0, 0]
+    assert (
+        oh.shape == (2, 4, 3) and oh[0, 0].tolist() == [0, 0, 1] and oh[1, 3].tolist() == [1, 0, 0]
+    )
     assert torch.equal(one_hot_category(torch.tensor([2.0, 0.0]), 3, 2, 4, like), oh)
 
 
 @pytest.mark.parametrize(
     ("name", "scale"),
-    [("risurconv_cls_tiny", 1e20), ("risurconv_partseg_tiny", 1e19), ("pointnet2_cls_ssg_tiny", 1e19)],
+    [
+        ("risurconv_cls_tiny", 1e20),
+        ("risurconv_partseg_tiny", 1e19),
+        ("pointnet2_cls_ssg_tiny", 1e19),
+    ],
 )
 def test_huge_coordinates_are_rejected_not_nan(name, scale):
     kw = {"num_parts": 6, "num_categories": 3} if "partseg" in name else {"num_classes": 4}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ops_helpers import gaussian
+from ops_helpers import cpu_backends, gaussian
 
 import pointlib.ops as ops
 from pointlib.ops._validate import check_radius
@@ -68,12 +68,13 @@ def test_fps_accepts_inputs_that_require_grad(backend):
     assert not idx.requires_grad
 
 
+@pytest.mark.parametrize("backend", ["torch", *cpu_backends("ball_query")])
 @pytest.mark.parametrize("radius", [1e154, 1e200, 1.7e308])
-def test_ball_query_huge_radius(radius):
+def test_ball_query_huge_radius(radius, backend):
     pts = gaussian(2, 12, 6, dtype=torch.float64)
-    idx = ops.ball_query(pts, radius, 5, backend="torch")
+    idx = ops.ball_query(pts, radius, 5, backend=backend)
     assert torch.equal(idx, torch.arange(5).expand(2, 12, 5))  # every point is inside
-    idx32 = ops.ball_query(pts.float(), radius, 5, backend="torch")
+    idx32 = ops.ball_query(pts.float(), radius, 5, backend=backend)
     assert torch.equal(idx32, idx)
 
 

@@ -51,7 +51,10 @@ def _module_dtype(module: Any) -> torch.dtype | None:
 def _caller_module() -> torch.nn.Module | None:
     """The ``nn.Module`` whose method called :func:`prepare_cloud` (``forward`` or a helper of
     it), found as ``self`` in the two frames above; ``None`` when called from elsewhere."""
-    frame = sys._getframe(2)
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # called from the top of the stack
+        return None
     for _ in range(2):
         if frame is None:
             break
@@ -166,7 +169,7 @@ def one_hot_category(category: Tensor, num_categories: int, B: int, N: int, like
                 f"category must hold integer category indices, got {category.dtype} values "
                 f"{category.reshape(-1)[:8].tolist()}"
             )
-        category = category.long()  # integer-valued floats (e.g. a one-hot-free float label)
+        category = category.long()  # integer-valued floats, e.g. labels stored as float
     shape = tuple(category.shape)
     category = category.reshape(-1)
     if category.shape != (B,):

@@ -170,8 +170,11 @@ def _open(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int | None, 
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
-            # the .part is at least as long as the source: we cannot tell a complete transfer
-            # from a stale, longer file, so fetch the whole file again
+            # the .part reaches the end of the source: complete when the server states the same
+            # size ("Content-Range: bytes */SIZE"), else stale (longer) and fetched again
+            size = (exc.headers.get("Content-Range") or "").rpartition("/")[2].strip()
+            if size.isdigit() and int(size) == offset:
+                return open(os.devnull, "rb"), offset, True
             return _open(url, 0, timeout)
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:

@@ -27,6 +27,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with single-range ``Range: bytes=N-`` support; counts bytes served."""
 
     served: ClassVar[list[int]] = []
+    state_size: ClassVar[bool] = True  # send "Content-Range: bytes */SIZE" with a 416
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -42,7 +43,11 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0])
             if start >= len(data):
-                self.send_error(416)
+                self.send_response(416)
+                if self.state_size:
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -60,6 +65,7 @@ def server(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     RangeHandler.served = []
+    RangeHandler.state_size = True
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), partial(RangeHandler, directory=str(site))
     )
@@ -166,8 +172,10 @@ def test_stale_part_larger_than_source_restarts_file_url(tmp_path, fake_resource
     assert not (root / "toy.zip.part").exists()
 
 
-def test_stale_part_larger_than_source_restarts_http(server, tmp_path, fake_resource):
+@pytest.mark.parametrize("state_size", [True, False])
+def test_stale_part_larger_than_source_restarts_http(server, tmp_path, fake_resource, state_size):
     site, base = server
+    RangeHandler.state_size = state_size  # the 416 states the size, or says nothing
     _make_zip(site / "toy.zip", "toy", fake_resource)
     size = (site / "toy.zip").stat().st_size
     root = tmp_path / "d"
@@ -176,6 +184,17 @@ def test_stale_part_larger_than_source_restarts_http(server, tmp_path, fake_reso
     out = download("toy", root, url=f"{base}/toy.zip", progress=False)
     assert (out / "a.txt").read_bytes() == fake_resource["a.txt"]
     assert RangeHandler.served == [size]  # one full transfer after the refused range
+
+
+def test_complete_part_is_not_downloaded_again(server, tmp_path, fake_resource):
+    site, base = server
+    _make_zip(site / "toy.zip", "toy", fake_resource)
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "toy.zip.part").write_bytes((site / "toy.zip").read_bytes())  # killed before rename
+    out = download("toy", root, url=f"{base}/toy.zip", progress=False)
+    assert (out / "a.txt").read_bytes() == fake_resource["a.txt"]
+    assert RangeHandler.served == []  # the 416 said the .part is complete
 
 
 def test_force_discards_a_stale_part(tmp_path, fake_resource):

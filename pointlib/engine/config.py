@@ -142,6 +142,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bars (rank 0)
     tensorboard: bool = True
     log_every: int = 20  # steps between TensorBoard scalars
+    # DDP: a rank silent this long stops every rank with an error naming it (None:
+    # $POINTLIB_DIST_TIMEOUT, else 300 s)
+    dist_timeout_s: float | None = None
 
 
 @dataclass
@@ -212,6 +215,8 @@ class Config:
         ):
             if v < 1:
                 raise ConfigError(f"{key} must be >= 1, got {v}")
+        if self.train.dist_timeout_s is not None and not self.train.dist_timeout_s > 0:
+            raise ConfigError(f"train.dist_timeout_s must be > 0, got {self.train.dist_timeout_s}")
         if self.augment.scale is not None and len(self.augment.scale) != 2:
             raise ConfigError(f"augment.scale must be [low, high], got {self.augment.scale}")
         if not 0.0 <= self.augment.point_dropout < 1.0:

@@ -135,8 +135,12 @@ def run_robustness(
         c.augment.rotation = train_rot
         c.eval.rotations = list(cfg.robustness.tests.get(train_rot, [train_rot]))
         c.validate()
+        train_view = data.train
+        if hasattr(train_view, "augment"):  # a copy of the view, pointed at this rotation
+            train_view = copy.copy(train_view)  # (the caller's data.train is left as it was)
+            train_view.augment = c.augment
         bundle = DataBundle(
-            train=data.train,
+            train=train_view,
             val=data.val,
             test=data.test,
             classes=data.classes,
@@ -144,20 +148,21 @@ def run_robustness(
             seg_classes=data.seg_classes,
             num_parts=data.num_parts,
         )
-        if hasattr(bundle.train, "augment"):  # the view is shared; point it at this rotation
-            bundle.train.augment = c.augment
         run_dir = out / f"train_{train_rot}" if out is not None else None
         res = train(c, run_dir, data=bundle)
         rows += rows_from_results(label, train_rot, res.test, c.task)
         extras["runs"][train_rot] = str(run_dir) if run_dir else None
         if do_sweep and i == 0:
-            model = res.model
-            if run_dir is not None:
+            # the val-selected weights, as for the test rows (not the last step's)
+            model = res.best_model
+            if model is None and run_dir is not None and (run_dir / "best.pt").is_file():
                 from pointlib.engine.checkpoint import model_from_checkpoint
 
                 model = model_from_checkpoint(run_dir / "best.pt")
-            assert model is not None
-            extras["sweep"] = angle_sweep(c, model, bundle)
+            if model is None:
+                raise RuntimeError(f"robustness: no best weights for train rotation {train_rot}")
+            device = next(model.parameters()).device
+            extras["sweep"] = angle_sweep(c, model, bundle, device=device)
             extras["sweep_train_rotation"] = train_rot
     return rows, extras
 

@@ -32,7 +32,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from pointlib.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from pointlib.engine.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    remove_stale_temps_in,
+    save_checkpoint,
+)
 from pointlib.engine.config import Config, SchedConfig, config_to_dict, save_config
 from pointlib.engine.data import DataBundle, build_data, make_loader
 from pointlib.engine.distributed import (
@@ -50,7 +55,15 @@ from pointlib.engine.evaluate import (
 )
 from pointlib.engine.metrics import ClassificationMeter, PartSegMeter
 
-__all__ = ["TrainResult", "bn_momentum_at", "evaluate_test", "lr_at", "run_info", "train"]
+__all__ = [
+    "TrainResult",
+    "bn_momentum_at",
+    "check_resume_compatible",
+    "evaluate_test",
+    "lr_at",
+    "run_info",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, ProtocolResult] = field(default_factory=dict)
     model: nn.Module | None = None  # the final (last-step) weights, unwrapped from DDP
+    best_model: nn.Module | None = None  # the val-selected weights the test set was run on
 
 
 # --------------------------------------------------------------------------- schedules
@@ -254,6 +268,107 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# --------------------------------------------------------------------------- resuming
+
+#: Config entries that may differ between a run and its resumption (where it runs, how long,
+#: how it logs and how it is evaluated); every other entry must match the checkpoint's config.
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "name",
+    "out",
+    "data.root",
+    "data.num_workers",
+    "data.eval_batch_size",
+    "train.epochs",
+    "train.max_steps",
+    "train.device",
+    "train.amp",
+    "train.progress",
+    "train.tensorboard",
+    "train.log_every",
+    "train.checkpoint_every_steps",
+    "train.dist_timeout_s",
+    "eval",
+    "robustness",
+)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and (d or not prefix):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def _may_change(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
+
+
+def check_resume_compatible(
+    state: dict[str, Any], cfg: Config, model_kwargs: dict[str, Any]
+) -> None:
+    """Raise ``ValueError`` when checkpoint ``state`` was not written by a run of ``cfg``.
+
+    The model name and the resolved model keywords (``faithful`` and the other quirk switches
+    included) must be equal, and so must every config entry outside :data:`RESUME_MAY_CHANGE`
+    (task, data, augmentation, optimiser, schedule, seed ...). The message names the checkpoint
+    and each differing dotted key with both values.
+    """
+    where = state.get("path", "checkpoint")
+    if state["model_name"] != cfg.model.name:
+        raise ValueError(
+            f"cannot resume {where}: it holds {state['model_name']!r}, "
+            f"the config builds {cfg.model.name!r}"
+        )
+    saved_kw = _with_defaults(cfg.model.name, dict(state.get("model_kwargs") or {}))
+    model_kwargs = _with_defaults(cfg.model.name, model_kwargs)
+    diffs = [
+        f"model.kwargs.{k}: checkpoint {saved_kw.get(k, '<unset>')!r}, "
+        f"config {model_kwargs.get(k, '<unset>')!r}"
+        for k in sorted(set(saved_kw) | set(model_kwargs), key=str)
+        if saved_kw.get(k, _MISSING) != model_kwargs.get(k, _MISSING)
+    ]
+    saved_cfg = state.get("config")
+    if isinstance(saved_cfg, dict):
+        old = _flatten(json.loads(json.dumps(saved_cfg, default=str)))
+        new = _flatten(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+        for key in sorted(set(old) & set(new)):  # keys of other pointlib versions: not compared
+            if key.startswith("model.kwargs") or _may_change(key):
+                continue
+            if old[key] != new[key]:
+                diffs.append(f"{key}: checkpoint {old[key]!r}, config {new[key]!r}")
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise ValueError(
+            f"cannot resume {where}: the config differs from the run that wrote it ({shown}). "
+            "Resume with the original settings, or start a new run folder"
+        )
+
+
+_MISSING = object()
+
+
+def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the defaults of the registered factory's other keyword parameters, so an
+    explicit default (``faithful=False``) equals an omitted one."""
+    import inspect
+
+    from pointlib.models._registry import _MODELS
+
+    fn = _MODELS.get(name)
+    if fn is None:
+        return dict(kwargs)
+    out = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    out.update(kwargs)
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -322,7 +437,7 @@ def train(
     writes files, and all ranks return the same (reduced) metrics.
     """
     cfg.validate()
-    dist_info = init_distributed(cfg.train.device)
+    dist_info = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
     device = resolve_device(cfg.train.device, dist_info)
     _set_deterministic(cfg.train.deterministic)
     use_amp = cfg.train.amp and device.type == "cuda"
@@ -351,11 +466,7 @@ def train(
     rng: dict[str, Any] | None = None
     if resume is not None:
         state = load_checkpoint(resume, map_location=device)
-        if state["model_name"] != cfg.model.name:
-            raise ValueError(
-                f"cannot resume {state['path']}: it holds {state['model_name']!r}, "
-                f"the config builds {cfg.model.name!r}"
-            )
+        check_resume_compatible(state, cfg, model_kwargs)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -367,6 +478,8 @@ def train(
 
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temps_in(out):  # left by a killed earlier start of this run
+            log.info("removed stale temporary file %s", stale)
         save_config(cfg, out / "config.resolved.yaml")
         info = run_info(cfg, dist_info, device)
         info.update(model=cfg.model.name, model_kwargs=model_kwargs, resumed_from=str(resume))
@@ -578,6 +691,7 @@ def train(
     if best_weights is not None:  # else: no epoch ran in this call and no best.pt on disk
         best_model = create_model(cfg.model.name, **model_kwargs).to(device)
         best_model.load_state_dict(best_weights)
+    result.best_model = best_model
     result.test = evaluate_test(
         cfg, best_model, data, device=device, dist_info=dist_info, progress=progress
     )

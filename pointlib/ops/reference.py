@@ -85,7 +85,8 @@ def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> 
     """Reference ball query -> ``idx (B, M, nsample)`` int64 (see the module docstring)."""
     B, N, _ = points.shape
     M = queries.shape[1]
-    r2 = torch.tensor(float(radius) ** 2, dtype=points.dtype, device=points.device)
+    r = float(radius)
+    r2 = torch.tensor(r * r, dtype=points.dtype, device=points.device)  # r * r: inf, never raises
     ns = min(nsample, N)
     slots = torch.arange(nsample, device=points.device)
     arange = torch.arange(N, device=points.device)
@@ -105,6 +106,7 @@ def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> 
 
 def fps(points: Tensor, npoint: int, start: int = 0, tie_rtol: float = 0.0) -> Tensor:
     """Reference farthest point sampling -> ``idx (B, npoint)`` int64."""
+    points = points.detach()  # indices only: no graph (and ``out=`` refuses tensors with grad)
     B, N, _ = points.shape
     batch = torch.arange(B, device=points.device)
     idx = torch.empty(B, npoint, dtype=torch.long, device=points.device)

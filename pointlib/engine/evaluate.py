@@ -87,7 +87,7 @@ def evaluate_protocol(
     Under ``torch.distributed`` the metric sums are reduced over ranks, so every rank returns the
     global result.
     """
-    from tqdm.auto import tqdm
+    from pointlib.engine.progress import progress as progress_bar
 
     device = torch.device(device)
     copies = 1 if rotation == "none" or fixed_rotation is not None else num_rotations
@@ -99,7 +99,7 @@ def evaluate_protocol(
         meters = [ClassificationMeter(num_classes) for _ in range(copies)]
     inv_err = torch.zeros((), dtype=torch.float64)
     loss_fn = nn.CrossEntropyLoss()
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
         batch = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         xyz = batch["xyz"]
         normals = batch.get("normals") if use_normals else None

@@ -45,16 +45,21 @@ def _load(name: str) -> Callable[[Sequence[str] | None], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pointlib`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    width = max(len(k) for k in _COMMANDS)
+    listing = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in _COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="pointlib",
-        description="Rotation-invariant point-cloud learning: train, evaluate, robustness, demo.",
-        epilog="Run `pointlib <command> --help` for the options of a command.",
+        description="Rotation-invariant point-cloud learning: train, evaluate, robustness, "
+        "predict, demo.",
+        epilog=f"commands:\n{listing}\n\nRun `pointlib <command> --help` for its options; "
+        "`pointlib --version` prints the version.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "command",
         choices=list(_COMMANDS),
         metavar="command",
-        help="; ".join(f"{k}: {v}" for k, v in _COMMANDS.items()),
+        help="one of the commands below",
     )
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     if not argv or argv[0] in ("-h", "--help"):

@@ -25,17 +25,28 @@ from pointlib.cli._common import Parser, lower, make_parser
 def build_parser() -> Parser:
     p = make_parser("pointlib predict", __doc__ or "")
     p.add_argument(
-        "--checkpoint", "-k", required=True, type=Path, help="best.pt / last.pt, or a run folder"
+        "--checkpoint",
+        "-k",
+        required=True,
+        type=Path,
+        metavar="CKPT",
+        help="best.pt / last.pt, or a run folder",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="input files (any mix)")
     p.add_argument(
-        "--top-k", "-n", type=int, default=5, help="classes listed per input (default 5)"
+        "--top-k",
+        "-n",
+        type=int,
+        default=5,
+        metavar="K",
+        help="classes listed per input (default 5)",
     )
     p.add_argument(
         "--rotations",
         "-R",
         type=int,
         default=0,
+        metavar="R",
         help="invariance certificate over R Haar-random rotations of each input (default 0: none)",
     )
     p.add_argument(
@@ -47,17 +58,24 @@ def build_parser() -> Parser:
         help="output format (default text; json is strict, csv has one row per input)",
     )
     p.add_argument(
-        "--output", "-o", type=Path, default=None, help="write the output to this file (atomic)"
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the output to this file (atomic)",
     )
     p.add_argument(
         "--category",
         default=None,
+        metavar="NAME",
         help="part segmentation: the object category (name or index), required there",
     )
     p.add_argument(
         "--parts-dir",
         type=Path,
         default=None,
+        metavar="DIR",
         help="part segmentation: write <file stem>_parts.ply, coloured by predicted part, here",
     )
     p.add_argument(

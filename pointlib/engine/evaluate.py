@@ -147,4 +147,6 @@ def summarise(result: ProtocolResult, task: str) -> str:
         "{} {:.2f} ± {:.2f}".format(name, *(100 * x for x in result.mean_std(k)))
         for name, k in parts
     )
-    return f"{txt} | inv.err {result.invariance_error:.2e}"
+    err = result.invariance_error
+    inv = f"{err:.2e}" if math.isfinite(err) else "– (one copy)"
+    return f"{txt} | inv.err {inv}"

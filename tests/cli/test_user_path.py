@@ -279,6 +279,25 @@ def test_progress_is_plain_and_periodic_off_a_terminal(monkeypatch, capsys):
     assert capsys.readouterr().err == ""  # shorter than the interval: nothing at all
 
 
+def test_training_off_a_terminal_prints_plain_lines(config, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POINTLIB_PROGRESS_EVERY", "0")  # a line per step
+    argv = [
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "train.progress=true",
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    steps = [ln for ln in captured.err.splitlines() if ln.startswith("epoch 1/1: ")]
+    assert steps and "\r" not in captured.err and "it/s" not in captured.err  # no tqdm bar
+    assert steps[-1].endswith("done")
+    assert any(ln.startswith("epoch 1/1: train_oa=") for ln in captured.out.splitlines())
+
+
 def test_progress_is_a_bar_on_a_terminal(monkeypatch):
     from tqdm.auto import tqdm
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pointlib.io._atomic import atomic_write_bytes, atomic_write_text, file_mode
+from pointlib.io._atomic import atomic_write_bytes, atomic_write_text, current_umask
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "dumps_json", "finite", "honour_umask"]
 
@@ -43,13 +43,4 @@ def honour_umask(path: str | os.PathLike[str]) -> None:
     ``0666 & ~umask``. For files finished before this call (checkpoints)."""
     p = Path(path)
     if p.is_file():
-        os.chmod(p, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    from pointlib.io._atomic import current_umask
-
-    return current_umask()
-
-
-_ = file_mode  # re-exported for writers that set modes themselves
+        os.chmod(p, 0o666 & ~current_umask())

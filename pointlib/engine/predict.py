@@ -332,6 +332,7 @@ class Predictor:
             normals=cloud.normals_used,
             warnings=list(cloud.warnings),
         )
+        allowed: list[int] | None = None  # part segmentation: the category's part ids
         if self.task == "partseg":
             assert cat is not None
             names = _part_names(self.classes, self.seg_classes)
@@ -354,19 +355,30 @@ class Predictor:
             vals, idx = probs.topk(k)
             pred.top_k = [(self._class(int(i)), float(v)) for v, i in zip(vals, idx)]
         if rotations:
-            pred.certificate = self._certificate(cloud, logits, cat, int(rotations), seed)
+            pred.certificate = self._certificate(cloud, logits, cat, int(rotations), seed, allowed)
         return pred
 
     def _class(self, i: int) -> str:
         return self.classes[i] if i < len(self.classes) else str(i)
 
     def _certificate(
-        self, cloud: PreparedCloud, logits: Tensor, cat: int | None, r: int, seed: int
+        self,
+        cloud: PreparedCloud,
+        logits: Tensor,
+        cat: int | None,
+        r: int,
+        seed: int,
+        cols: list[int] | None = None,
     ) -> Certificate:
+        """Compare ``logits`` with those of ``r`` Haar rotations of the model input; labels are
+        the argmax over ``cols`` (a category's parts) when given."""
         from pointlib.engine.rotations import mix_seed
         from pointlib.geometry import apply_rotation, random_rotation
 
-        base = logits.argmax(-1)
+        def label(x: Tensor) -> Tensor:
+            return (x[..., cols] if cols is not None else x).argmax(-1)
+
+        base = label(logits)
         worst, agree, total = 0.0, 0, 0
         for c in range(r):
             g = torch.Generator().manual_seed(mix_seed(seed, c))
@@ -374,7 +386,7 @@ class Predictor:
             rx, rn = apply_rotation(R, cloud.xyz, cloud.normals)
             out = self._logits(rx, rn, cat)
             worst = max(worst, float((out - logits).abs().max()))
-            same = out.argmax(-1) == base
+            same = label(out) == base
             agree += int(same.sum())
             total += same.numel()
         return Certificate(r, worst, agree / max(total, 1), seed)

@@ -224,7 +224,11 @@ def test_part_segmentation_counts_and_coloured_ply(tmp_path):
         pointlib.predict(tmp_path / "seg.pt", cloud)
     with pytest.raises(ValueError, match="unknown category 'Cup'"):
         pointlib.predict(tmp_path / "seg.pt", cloud, category="Cup")
-    (pred,) = pointlib.predict(tmp_path / "seg.pt", cloud, category="lamp", parts_dir=tmp_path)
+    (pred,) = pointlib.predict(
+        tmp_path / "seg.pt", cloud, category="lamp", parts_dir=tmp_path, rotations=2
+    )
+    assert pred.certificate is not None and pred.certificate.rotations == 2
+    assert 0.0 <= pred.certificate.agreement <= 1.0 and pred.certificate.max_abs_dlogit >= 0.0
     assert pred.task == "partseg" and pred.label == "Lamp"
     assert set(pred.parts) == {"Lamp:0", "Lamp:1", "Lamp:2"}
     assert sum(pred.parts.values()) == 64

@@ -142,19 +142,27 @@ def record_preprocessing(cfg: Any, data: Any) -> dict[str, Any]:
         p.sampling = str(base.sampling)
     if hasattr(base, "normalize"):
         p.normalize = bool(base.normalize)
-    radii, cents = [], []
-    indices = list(getattr(view, "indices", range(len(base))))[:_STATS_SAMPLES]
-    try:
-        for j in indices:
-            xyz = torch.as_tensor(base[j]["xyz"], dtype=torch.float64)
-            c = xyz.mean(0)
-            cents.append(float(c.norm()))
-            radii.append(float((xyz - c).norm(dim=-1).max()))
-    except Exception:  # a user dataset without the item contract: no statistics
-        radii, cents = [], []
+    radii, cents = _spread(base, list(getattr(view, "indices", range(len(base)))), p.normalize)
     p.radius, p.centroid = _percentiles(radii), _percentiles(cents)
     p.recorded = True
     return p.as_dict()
+
+
+def _spread(base: Any, indices: list[int], normalize: bool) -> tuple[list[float], list[float]]:
+    """Radius and centroid distance of up to 256 training inputs, read from the dataset's stored
+    arrays (``_xyz (M, N, 3)`` of :class:`~pointlib.datasets.PointCloudDataset`) without calling
+    ``__getitem__``, so no item is loaded or transformed; other datasets give no statistics."""
+    arr = getattr(base, "_xyz", None)
+    if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[-1] != 3 or not len(arr):
+        return [], []
+    idx = [i for i in indices if 0 <= i < len(arr)][:_STATS_SAMPLES]
+    pts = np.asarray(arr[idx], dtype=np.float64)
+    centre = pts.mean(axis=1, keepdims=True)
+    radius = np.linalg.norm(pts - centre, axis=-1).max(axis=1)
+    dist = np.linalg.norm(centre[:, 0], axis=-1)
+    if normalize:  # what the model saw: centred, max radius 1 (a single point stays 0)
+        radius, dist = (radius > 0).astype(np.float64), np.zeros_like(dist)
+    return radius.tolist(), dist.tolist()
 
 
 def _inferred(cfg: Any, name: str, fmt: str = "*") -> Preprocessing:

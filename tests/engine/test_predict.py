@@ -254,3 +254,29 @@ def test_bad_inputs_name_the_file(run, tmp_path):
         pointlib.predict(run / "run", broken)
     with pytest.raises(ValueError, match="no inputs"):
         pointlib.predict(run / "run", [])
+
+
+def test_recorded_spread_of_unnormalised_training_data(run):
+    """A dataset that keeps its coordinates records their radius / centroid spread, read from the
+    stored arrays without loading an item."""
+    from pointlib.datasets import SyntheticShapes
+    from pointlib.engine.data import bundle_from_datasets
+    from pointlib.engine.preprocessing import record_preprocessing
+
+    class Counting(SyntheticShapes):
+        loads = 0
+
+        def __getitem__(self, i):
+            Counting.loads += 1
+            return super().__getitem__(i)
+
+    cfg = config_from_dict(dict(TINY, data=dict(TINY["data"], root=str(run / "cache"))))
+    kw = {"samples_per_class": 3, "normalize": False}
+    train_set = Counting(run / "cache", "train", 64, **kw)
+    data = bundle_from_datasets(cfg, train_set, SyntheticShapes(run / "cache", "test", 64, **kw))
+    rec = record_preprocessing(cfg, data)
+    assert Counting.loads == 0 and rec["normalize"] is False
+    pts = train_set._xyz[data.train.indices].astype(np.float64)
+    radius = np.linalg.norm(pts - pts.mean(1, keepdims=True), axis=-1).max(1)
+    assert rec["radius"] == pytest.approx(np.percentile(radius, [1, 50, 99]).tolist())
+    assert rec["radius"][0] > 0.3 and rec["radius"][2] < 5.0  # raw SyntheticShapes sizes

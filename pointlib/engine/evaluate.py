@@ -96,7 +96,7 @@ def evaluate_protocol(
     Under ``torch.distributed`` the metric sums are reduced over ranks, so every rank returns the
     global result.
     """
-    from tqdm.auto import tqdm
+    from pointlib.engine.progress import progress as progress_bar
 
     device = torch.device(device)
     copies = 1 if rotation == "none" or fixed_rotation is not None else num_rotations
@@ -110,7 +110,7 @@ def evaluate_protocol(
     # changed samples, changed points (partseg), samples
     changes = torch.zeros(3, dtype=torch.float64)
     loss_fn = nn.CrossEntropyLoss()
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
         batch = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         xyz = batch["xyz"]
         normals = batch.get("normals") if use_normals else None
@@ -171,7 +171,10 @@ def summarise(result: ProtocolResult, task: str) -> str:
         "{} {:.2f} ± {:.2f}".format(name, *(100 * x for x in result.mean_std(k)))
         for name, k in parts
     )
+    err = result.invariance_error
+    if not math.isfinite(err):
+        return f"{txt} | inv.err – (one copy)"
     return (
-        f"{txt} | inv.err {result.invariance_error:.2e} | pred. changes "
+        f"{txt} | inv.err {err:.2e} | pred. changes "
         f"{result.prediction_changes}/{result.num_samples}"
     )

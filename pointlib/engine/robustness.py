@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pointlib.engine.checkpoint import atomic_write_text
 from pointlib.engine.config import Config
 from pointlib.engine.data import DataBundle, build_data
 from pointlib.engine.evaluate import ProtocolResult
+from pointlib.engine.outputs import atomic_write_text, dumps_json
 from pointlib.engine.rotations import sweep_rotation
 from pointlib.engine.trainer import evaluate_test, train
 
@@ -262,4 +261,4 @@ def write_robustness(
     md += format_table(rows, markdown=True) + "\n"
     atomic_write_text(out / "robustness.md", md)
     payload = {"rows": [{"protocol": r.protocol, **asdict(r)} for r in rows], **(extra or {})}
-    atomic_write_text(out / "robustness.json", json.dumps(payload, indent=2, default=str))
+    atomic_write_text(out / "robustness.json", dumps_json(payload))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import importlib
 import io
-import json
 import logging
 import math
 import os
@@ -32,12 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from pointlib.engine.checkpoint import (
-    atomic_write_text,
-    load_checkpoint,
-    remove_stale_temps_in,
-    save_checkpoint,
-)
+from pointlib.engine.checkpoint import load_checkpoint, remove_stale_temps_in, save_checkpoint
 from pointlib.engine.config import Config, SchedConfig, config_to_dict, save_config
 from pointlib.engine.data import DataBundle, build_data, make_loader
 from pointlib.engine.distributed import (
@@ -54,6 +48,7 @@ from pointlib.engine.evaluate import (
     forward_batch,
 )
 from pointlib.engine.metrics import ClassificationMeter, PartSegMeter
+from pointlib.engine.outputs import atomic_write_text, dumps_json, honour_umask
 
 __all__ = [
     "TrainResult",
@@ -62,6 +57,7 @@ __all__ = [
     "evaluate_test",
     "lr_at",
     "run_info",
+    "run_summary",
     "train",
 ]
 
@@ -161,15 +157,71 @@ def run_info(cfg: Config, dist_info: DistInfo, device: torch.device) -> dict[str
 # --------------------------------------------------------------------------- helpers
 
 
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    """``auto`` -> CUDA (this rank's GPU under DDP) when available, else CPU."""
+def resolve_device(name: str, dist_info: DistInfo, *, flag: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA (this rank's GPU under DDP) when available, else CPU.
+
+    ``flag`` is how the user chose the device (``--device``, ``train.device``); a CUDA request
+    that cannot be served raises :class:`~pointlib.engine.config.ConfigError` naming it and
+    saying whether the installed torch is a CPU-only build."""
+    from pointlib.engine.config import ConfigError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and dist_info.enabled:
         name = f"cuda:{dist_info.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"{flag}: {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{flag}: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = f"the installed torch {torch.__version__} is a CPU-only build"
+        else:
+            why = (
+                f"no CUDA device is visible (torch {torch.__version__}, CUDA {torch.version.cuda})"
+            )
+        raise ConfigError(
+            f"{_flag(flag, name)} asks for CUDA, but {why}; use {_flag(flag, 'cpu')} (or auto)"
+        )
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{_flag(flag, name)}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    return device
+
+
+def run_summary(
+    cfg: Config,
+    data: DataBundle,
+    model: nn.Module,
+    device: torch.device,
+    out: Path | None,
+    dist_info: DistInfo | None = None,
+) -> str:
+    """The one line ``pointlib train`` starts with: model, parameters, data sizes, device."""
+    world = dist_info.world_size if dist_info is not None else 1
+    n_val = len(data.val) if data.val is not None else 0
+    steps = len(data.train) // (cfg.data.batch_size * world)
+    params = sum(p.numel() for p in model.parameters())
+    where = f" -> {out}" if out is not None else ""
+    procs = f" x {world} processes" if world > 1 else ""
+    return (
+        f"train {cfg.model.name} ({params:,} parameters) on {cfg.data.name}: "
+        f"{len(data.train)} train / {n_val} val / {len(data.test)} test samples, "
+        f"{cfg.data.num_points} points, {data.num_classes} classes; {cfg.train.epochs} epochs "
+        f"x {steps} steps of {cfg.data.batch_size}{procs}, augment {cfg.augment.rotation}, "
+        f"device {device}{where}"
+    )
+
+
+def _flag(flag: str, value: str) -> str:
+    """``--device cuda`` for an option, ``train.device=cuda`` for a config key."""
+    return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"
 
 
 def _set_deterministic(on: bool) -> None:
@@ -453,6 +505,11 @@ def train(
 
     model_kwargs = model_kwargs_for(cfg, data)
     model = create_model(cfg.model.name, **model_kwargs).to(device)
+    from pointlib.engine.preprocessing import record_preprocessing
+
+    preprocessing = record_preprocessing(cfg, data)
+    if main:
+        log.info(run_summary(cfg, data, model, device, out, dist_info))
     optimizer = _build_optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     select_key = _select_key(cfg)
@@ -489,7 +546,7 @@ def train(
             "val": len(data.val) if data.val is not None else 0,
             "test": len(data.test),
         }
-        atomic_write_text(out / "run_info.json", json.dumps(info, indent=2, default=str))
+        atomic_write_text(out / "run_info.json", dumps_json(info))
 
     net: nn.Module = model
     if dist_info.enabled:
@@ -533,10 +590,13 @@ def train(
                 "classes": data.classes,
                 "up_axis": data.up_axis,
                 "seg_classes": data.seg_classes,
+                "preprocessing": preprocessing,
             },
         )
+        honour_umask(out / name)  # save_checkpoint's temporary file is created 0600
 
-    from tqdm.auto import tqdm
+    from pointlib.engine.progress import progress as progress_bar
+    from pointlib.engine.progress import progress_write
 
     loss_fn = nn.CrossEntropyLoss()
     completed, stopped = True, False
@@ -562,7 +622,7 @@ def train(
         if skip and meter_state is not None:
             meter.load_state(meter_state)
         net.train()
-        bar = tqdm(
+        bar = progress_bar(
             loader,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
             disable=not progress,
@@ -666,7 +726,7 @@ def train(
             msg = " ".join(
                 f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr"
             )
-            tqdm.write(f"epoch {epoch + 1}/{cfg.train.epochs}: {msg}")
+            progress_write(f"epoch {epoch + 1}/{cfg.train.epochs}: {msg}")
         barrier()
     else:
         epoch = cfg.train.epochs
@@ -708,7 +768,7 @@ def write_results(
         "train_rotation": cfg.augment.rotation,
         "protocols": {k: v.as_dict() for k, v in results.items()},
     }
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    atomic_write_text(out / "results.json", dumps_json(payload))
     if cfg.task == "cls":
         from pointlib.engine.plots import plot_confusion
 
@@ -719,4 +779,5 @@ def write_results(
                     classes,
                     out / f"confusion_{rot}.png",
                     title=f"{cfg.model.name}  {cfg.augment.rotation}/{rot}",
+                    copies=len(res.copies),
                 )

@@ -6,6 +6,10 @@ so a later start can tell whose it is: :func:`remove_stale_temps` deletes those 
 no longer runs on this host, and any other (another host's, or written by an older version)
 that has not been modified for :data:`STALE_AFTER_S` seconds. A process killed with ``kill -9``
 mid-write therefore leaves nothing behind once the same run or cache starts again.
+
+``tempfile.mkstemp`` creates its file with mode ``0600`` whatever the umask; before the rename the
+file gets the mode an ordinary ``open(path, "w")`` would give it: ``0666 & ~umask`` for a new
+file, the old file's mode when one is replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +26,10 @@ from pathlib import Path
 
 __all__ = [
     "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "current_umask",
+    "file_mode",
     "make_temp",
     "remove_stale_temps",
     "remove_stale_temps_in",
@@ -118,6 +127,28 @@ def _remove(cands: list[tuple[Path, str]], stale_after_s: float) -> list[Path]:
     return removed
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # fallback: read by setting (restored at once)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(target: Path) -> int:
+    """The mode a write to ``target`` should leave: the existing file's, else ``0666 & ~umask``."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def glob_escape(text: str) -> str:
     """``text`` with the glob metacharacters ``*?[`` escaped."""
     return re.sub(r"([*?\[])", r"[\1]", text)
@@ -129,7 +160,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary name keeps the suffix of ``path`` (writers such as open3d pick the format from
     it). On any exception the temporary file is removed and ``path`` is left untouched. Abandoned
-    temporary files of ``path`` (see :func:`remove_stale_temps`) are removed first.
+    temporary files of ``path`` (see :func:`remove_stale_temps`) are removed first. The result
+    honours the umask (see the module docstring).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +169,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = make_temp(target, target.suffix)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode(target))
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

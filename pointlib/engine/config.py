@@ -135,7 +135,10 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision, used on CUDA only
+    # Autocast for the training step. Off until measured on a GPU (issue 12). On CUDA with
+    # amp_dtype float16 a GradScaler is used; bfloat16 needs none and also runs on CPU.
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16
     grad_clip: float | None = None  # max global grad norm
     select_metric: str = "auto"  # val metric for best.pt: auto|oa|macc|instance_miou|class_miou
     checkpoint_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
@@ -154,6 +157,7 @@ class EvalConfig:
     angle_sweep: bool = False
     sweep_steps: int = 12  # angles in [0, 360) about a tilted axis
     sweep_tilt_deg: float = 45.0  # tilt of the sweep axis away from the up axis
+    amp: bool = False  # evaluate under autocast (train.amp_dtype); explicit opt-in only
 
 
 @dataclass
@@ -195,6 +199,7 @@ class Config:
             for r in v:
                 _choice(f"robustness.tests.{k}", r, ROTATIONS)
         _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
+        _choice("train.amp_dtype", self.train.amp_dtype, ("bfloat16", "float16"))
         _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
         _choice(
             "train.select_metric",

@@ -14,8 +14,8 @@ Differences from torch-cluster 1.6.3 (each is tested in ``tests/interop/test_tor
 
 * **Ties**: neighbours of a query come in ascending ``(dist2, index)``; equal distances keep the
   lower index (torch-cluster's order among ties depends on its kd-tree / thread schedule).
-* **Strict radius**: a point is within ``r`` when ``dist2 < r**2`` (``r**2`` rounded once to the
-  compute dtype); torch-cluster's CPU kd-tree also admits ``dist2 == r**2``.
+* **Strict radius**, as torch-cluster: a point is within ``r`` when ``dist2 < r**2`` (pointlib
+  rounds ``r**2`` once to the compute dtype; a point exactly on the sphere is out in both).
 * **max_num_neighbors** keeps the members with the **lowest indices** (torch-cluster: "picked
   randomly", in practice kd-tree or scan order); it is always honoured.
 * ``knn_graph(loop=False)`` drops only the query itself and keeps ``k`` other points even when
@@ -29,6 +29,8 @@ Differences from torch-cluster 1.6.3 (each is tested in ``tests/interop/test_tor
 * ``fps(random_start=True)`` draws each graph's start from torch's global RNG
   (``torch.randint``), not from C ``rand()``; ``random_start=False`` starts at each graph's
   first row, as torch-cluster does, and then matches it wherever distance rounding agrees.
+* ``nearest`` uses the exact distances of the contract; torch-cluster's CPU ``nearest``
+  rescales the inputs to ``[0, 1]`` and calls scipy, so near-ties can resolve differently.
 * Everything else torch-cluster exports (``grid_cluster``, ``graclus_cluster``,
   ``random_walk``, ``neighbor_sampler``) raises :class:`NotImplementedError` naming it.
 
@@ -276,6 +278,11 @@ neighbor_sampler = _unsupported("neighbor_sampler")
 
 # PyG passes batch_size when "batch_size" occurs in knn.__doc__ (it does, above).
 _saved: list[tuple[Any, str, Any]] = []
+_MISSING = object()
+_API = (
+    "knn", "knn_graph", "radius", "radius_graph", "fps", "nearest",
+    "grid_cluster", "graclus_cluster", "random_walk", "neighbor_sampler",
+)  # fmt: skip
 
 
 def install() -> types.ModuleType:
@@ -293,13 +300,20 @@ def install() -> types.ModuleType:
     for name, mod in list(sys.modules.items()):
         if not name.startswith("torch_geometric") or mod is None:
             continue
-        if "torch_cluster" in vars(mod) and vars(mod)["torch_cluster"] is not this:
-            _saved.append((mod, "torch_cluster", vars(mod)["torch_cluster"]))
+        names = vars(mod)
+        if "torch_cluster" in names and names["torch_cluster"] is not this:
+            _saved.append((mod, "torch_cluster", names["torch_cluster"]))
             mod.torch_cluster = this
         for flag in ("WITH_TORCH_CLUSTER", "WITH_TORCH_CLUSTER_BATCH_SIZE"):
-            if flag in vars(mod):
-                _saved.append((mod, flag, vars(mod)[flag]))
+            if flag in names:
+                _saved.append((mod, flag, names[flag]))
                 setattr(mod, flag, True)
+        # `from torch_cluster import knn` bound at import time (or `knn = None` without it)
+        for fn in _API:
+            old = names.get(fn, _MISSING)
+            if old is None or str(getattr(old, "__module__", "") or "").startswith("torch_cluster"):
+                _saved.append((mod, fn, old))
+                setattr(mod, fn, getattr(this, fn))
     return this
 
 

@@ -43,11 +43,12 @@ def sqdist(queries: Tensor, points: Tensor) -> Tensor:
     pt = points.transpose(1, 2)
     if points.shape[-1] > 3:  # contiguous planes (a no-op cost for D = 3 is not worth it)
         qt, pt = qt.contiguous(), pt.contiguous()
+    inplace = not (torch.is_grad_enabled() and (queries.requires_grad or points.requires_grad))
     acc = None
     for c in range(points.shape[-1]):
         d = qt[:, c, :, None] - pt[:, c, None, :]
-        d.mul_(d)
-        acc = d if acc is None else acc.add_(d)
+        d = d.mul_(d) if inplace else d * d  # same rounding either way
+        acc = d if acc is None else (acc.add_(d) if inplace else acc + d)
     return acc
 
 

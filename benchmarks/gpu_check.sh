@@ -15,7 +15,8 @@
 # subset of the ModelNet40 mini from $POINTLIB_DATA_ROOT (default ../shared/data): airplane and
 # bathtub, at most 100 train + 25 test shapes each, the first 1024 of their 2048 points (~15 MiB),
 # with trimmed split files. Without it the training step falls back to SyntheticShapes
-# generated on the machine (configs/risurconv_tiny_synthetic.yaml).
+# generated on the machine (configs/risurconv_tiny_synthetic.yaml). With the device tool:
+#   run(command="bash benchmarks/gpu_check.sh", carry=[".device/data"], timeout_s=540)
 #
 # Every step has its own time limit (`timeout`, SIGINT first) and all of them share one deadline,
 # 470 s after the start (GPU_CHECK_BUDGET_S): a step gets min(its limit, time left) and is skipped

@@ -9,6 +9,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -76,7 +77,7 @@ __global__ void knn_ragged_kernel(const T* __restrict__ points, const T* __restr
   }
   for (int i = 0; i < k; ++i) {
     out_idx[m * k + i] = i < cnt ? bi[i] : -1;
-    out_d2[m * k + i] = i < cnt ? bd[i] : std::numeric_limits<T>::infinity();
+    out_d2[m * k + i] = i < cnt ? bd[i] : static_cast<T>(INFINITY);
   }
 }
 

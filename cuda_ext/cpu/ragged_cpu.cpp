@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/cpu_common.h"
+#include "cpu/dense_kernels.h"
 #include "ragged_checks.h"
 
 namespace pointlib {
@@ -28,6 +30,11 @@ namespace {
 constexpr int64_t kInsertionMaxK = 64;
 constexpr int64_t kQueryBlock = 16;
 constexpr int64_t kChunk = 16;
+// D = 3 graphs from this size up run the dense grid kernels (graph by graph); smaller graphs
+// (and other D) the brute-force scan below, all of them in one parallel pass.
+constexpr int64_t kDenseMinN = 128;
+
+inline bool dense_graph(int64_t D, int64_t n) { return D == 3 && n >= kDenseMinN; }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define POINTLIB_RAGGED_CLONES __attribute__((target_clones("avx2", "default")))
@@ -129,6 +136,7 @@ void knn_ragged_kernel(const T* pts, const T* qry, int64_t D, const std::vector<
       for (int64_t m = m0; m < m1; ++m) {
         while (py[b + 1] <= m) ++b;
         const int64_t p0 = px[b], n = px[b + 1] - px[b];
+        if (dense_graph(D, n)) continue;  // below
         const int64_t kk = std::min(k, n);
         T* bd = out_d2 + m * k;
         int64_t* bi = out_idx + m * k;
@@ -144,6 +152,32 @@ void knn_ragged_kernel(const T* pts, const T* qry, int64_t D, const std::vector<
       }
     }
   });
+  // Large 3-D graphs: the dense kernel (grid path), one graph at a time, parallel inside.
+  const int64_t B = static_cast<int64_t>(px.size()) - 1;
+  std::vector<int64_t> ti;
+  std::vector<T> td;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t p0 = px[b], n = px[b + 1] - px[b], q0 = py[b], mb = py[b + 1] - py[b];
+    if (!dense_graph(D, n) || mb == 0) continue;
+    const int64_t kk = std::min(k, n);
+    ti.resize(static_cast<size_t>(mb * kk));
+    td.resize(static_cast<size_t>(mb * kk));
+    knn_dense<T>(pts + p0 * 3, qry + q0 * 3, 1, n, mb, kk, ti.data(), td.data());
+    at::parallel_for(0, mb, 256, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        int64_t* bi = out_idx + (q0 + s) * k;
+        T* bd = out_d2 + (q0 + s) * k;
+        for (int64_t i = 0; i < kk; ++i) {
+          bi[i] = ti[s * kk + i] + p0;
+          bd[i] = td[s * kk + i];
+        }
+        for (int64_t i = kk; i < k; ++i) {
+          bi[i] = -1;
+          bd[i] = std::numeric_limits<T>::infinity();
+        }
+      }
+    });
+  }
 }
 
 template <typename T>
@@ -175,7 +209,7 @@ POINTLIB_RAGGED_CLONES int64_t ball_scan(const T* q, const T* X, int64_t D, int6
 template <typename T>
 void ball_query_ragged_kernel(const T* pts, const T* qry, int64_t D,
                               const std::vector<int64_t>& px, const std::vector<int64_t>& py,
-                              T r2, int64_t nsample, int64_t* out) {
+                              T r2, double radius, int64_t nsample, int64_t* out) {
   const int64_t M = py.back();
   const std::vector<T> soa = graph_soa(pts, D, px);
   const int64_t nblocks = (M + kQueryBlock - 1) / kQueryBlock;
@@ -186,12 +220,40 @@ void ball_query_ragged_kernel(const T* pts, const T* qry, int64_t D,
       for (int64_t m = m0; m < m1; ++m) {
         while (py[b + 1] <= m) ++b;
         const int64_t p0 = px[b], n = px[b + 1] - px[b];
+        if (dense_graph(D, n)) continue;  // below
         int64_t* o = out + m * nsample;
         const int64_t cnt = ball_scan(qry + m * D, soa.data() + p0 * D, D, n, r2, nsample, p0, o);
         for (int64_t s = cnt; s < nsample; ++s) o[s] = -1;
       }
     }
   });
+  // Large 3-D graphs: the dense grid kernel, then its padding (first member repeated, or the
+  // nearest point for an empty ball) turned into -1: members ascend strictly, so they end at
+  // the first entry that does not increase; an empty ball's entry 0 is not within r.
+  const int64_t B = static_cast<int64_t>(px.size()) - 1;
+  std::vector<int64_t> tmp;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t p0 = px[b], n = px[b + 1] - px[b], q0 = py[b], mb = py[b + 1] - py[b];
+    if (!dense_graph(D, n) || mb == 0) continue;
+    tmp.resize(static_cast<size_t>(mb * nsample));
+    const T* P = pts + p0 * 3;
+    ball_query_dense<T>(P, qry + q0 * 3, 1, n, mb, r2, radius, nsample, tmp.data());
+    at::parallel_for(0, mb, 256, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t* t = tmp.data() + s * nsample;
+        const T* q = qry + (q0 + s) * 3;
+        const T* f = P + t[0] * 3;
+        int64_t cnt = 0;
+        if (sqdist(q[0] - f[0], q[1] - f[1], q[2] - f[2]) < r2) {
+          cnt = 1;
+          while (cnt < nsample && t[cnt] > t[cnt - 1]) ++cnt;
+        }
+        int64_t* o = out + (q0 + s) * nsample;
+        for (int64_t i = 0; i < cnt; ++i) o[i] = t[i] + p0;
+        for (int64_t i = cnt; i < nsample; ++i) o[i] = -1;
+      }
+    });
+  }
 }
 
 void check_pair_rows(const at::Tensor& points, const at::Tensor& queries, const at::Tensor& ptr_x,
@@ -250,7 +312,7 @@ at::Tensor ball_query_ragged_cpu(const at::Tensor& points, const at::Tensor& que
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "pointlib_ball_query_ragged_cpu", [&] {
     const scalar_t r2 = static_cast<scalar_t>(radius * radius);  // rounded once, as the reference
     ball_query_ragged_kernel<scalar_t>(p.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(), D, px, py,
-                                       r2, nsample, idx.data_ptr<int64_t>());
+                                       r2, radius, nsample, idx.data_ptr<int64_t>());
   });
   return idx;
 }

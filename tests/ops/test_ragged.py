@@ -158,6 +158,32 @@ def test_backend_ragged_matches_reference(backend, case):
 
 @pytest.mark.skipif(not RAGGED, reason="no compiled CPU backend with the ragged kernels")
 @pytest.mark.parametrize("backend", RAGGED)
+@pytest.mark.parametrize("kind", ["gauss", "lattice"])
+def test_backend_ragged_3d_large_graphs(backend, kind):
+    # 3-D graphs of >= 128 rows run the dense grid kernels graph by graph, mixed with small ones
+    sizes = [700, 5, 300, 150, 1]
+    x = rows(sum(sizes), 3, 1, kind) * (1.0 if kind == "lattice" else 0.5)
+    b = torch.repeat_interleave(torch.arange(5), torch.tensor(sizes))
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))
+    x, b = x[perm], b[perm]
+    y = rows(400, 3, 3, kind) * (1.0 if kind == "lattice" else 0.5)
+    by = torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(4))
+    for q, bq in ((None, None), (y, by)):
+        for k in (1, 16, 100, 400):
+            got = ops.knn_ragged(x, k, q, batch_x=b, batch_y=bq, backend=backend)
+            want = ops.knn_ragged(x, k, q, batch_x=b, batch_y=bq, backend="torch")
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        for r, ns in ((0.3, 8), (1.0, 32), (2.0, 700)):
+            got = ops.ball_query_ragged(x, r, ns, q, batch_x=b, batch_y=bq, backend=backend)
+            want = ops.ball_query_ragged(x, r, ns, q, batch_x=b, batch_y=bq, backend="torch")
+            assert torch.equal(got, want)
+    far = y + 50  # every ball empty: only padding (the dense kernel's nearest fill is removed)
+    got = ops.ball_query_ragged(x, 0.5, 4, far, batch_x=b, batch_y=by, backend=backend)
+    assert (got == -1).all()
+
+
+@pytest.mark.skipif(not RAGGED, reason="no compiled CPU backend with the ragged kernels")
+@pytest.mark.parametrize("backend", RAGGED)
 def test_backend_empty_and_tiny_graphs(backend):
     x = rows(12, 4, 0, "lattice")
     ptr = torch.tensor([0, 0, 1, 1, 5, 12])  # empty, 1 row, empty, 4 rows, 7 rows

@@ -36,6 +36,26 @@ constexpr int64_t kDenseMinN = 128;
 
 inline bool dense_graph(int64_t D, int64_t n) { return D == 3 && n >= kDenseMinN; }
 
+// Runs fn(b) for every large 3-D graph b. With at least as many graphs as threads, graphs run in
+// parallel (each dense kernel then runs inline in its thread: nested at::parallel_for is
+// serial); otherwise one at a time, each kernel parallel inside.
+template <typename F>
+void for_dense_graphs(int64_t D, const std::vector<int64_t>& px, const std::vector<int64_t>& py,
+                      const F& fn) {
+  std::vector<int64_t> big;
+  for (int64_t b = 0; b + 1 < static_cast<int64_t>(px.size()); ++b) {
+    if (dense_graph(D, px[b + 1] - px[b]) && py[b + 1] > py[b]) big.push_back(b);
+  }
+  const int64_t nb = static_cast<int64_t>(big.size());
+  if (nb >= at::get_num_threads()) {
+    at::parallel_for(0, nb, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) fn(big[i]);
+    });
+  } else {
+    for (int64_t i = 0; i < nb; ++i) fn(big[i]);
+  }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define POINTLIB_RAGGED_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -152,32 +172,26 @@ void knn_ragged_kernel(const T* pts, const T* qry, int64_t D, const std::vector<
       }
     }
   });
-  // Large 3-D graphs: the dense kernel (grid path), one graph at a time, parallel inside.
-  const int64_t B = static_cast<int64_t>(px.size()) - 1;
-  std::vector<int64_t> ti;
-  std::vector<T> td;
-  for (int64_t b = 0; b < B; ++b) {
+  // Large 3-D graphs: the dense kernel (grid path).
+  for_dense_graphs(D, px, py, [&](int64_t b) {
     const int64_t p0 = px[b], n = px[b + 1] - px[b], q0 = py[b], mb = py[b + 1] - py[b];
-    if (!dense_graph(D, n) || mb == 0) continue;
     const int64_t kk = std::min(k, n);
-    ti.resize(static_cast<size_t>(mb * kk));
-    td.resize(static_cast<size_t>(mb * kk));
+    std::vector<int64_t> ti(static_cast<size_t>(mb * kk));
+    std::vector<T> td(static_cast<size_t>(mb * kk));
     knn_dense<T>(pts + p0 * 3, qry + q0 * 3, 1, n, mb, kk, ti.data(), td.data());
-    at::parallel_for(0, mb, 256, [&](int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        int64_t* bi = out_idx + (q0 + s) * k;
-        T* bd = out_d2 + (q0 + s) * k;
-        for (int64_t i = 0; i < kk; ++i) {
-          bi[i] = ti[s * kk + i] + p0;
-          bd[i] = td[s * kk + i];
-        }
-        for (int64_t i = kk; i < k; ++i) {
-          bi[i] = -1;
-          bd[i] = std::numeric_limits<T>::infinity();
-        }
+    for (int64_t s = 0; s < mb; ++s) {
+      int64_t* bi = out_idx + (q0 + s) * k;
+      T* bd = out_d2 + (q0 + s) * k;
+      for (int64_t i = 0; i < kk; ++i) {
+        bi[i] = ti[s * kk + i] + p0;
+        bd[i] = td[s * kk + i];
       }
-    });
-  }
+      for (int64_t i = kk; i < k; ++i) {
+        bi[i] = -1;
+        bd[i] = std::numeric_limits<T>::infinity();
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -230,30 +244,25 @@ void ball_query_ragged_kernel(const T* pts, const T* qry, int64_t D,
   // Large 3-D graphs: the dense grid kernel, then its padding (first member repeated, or the
   // nearest point for an empty ball) turned into -1: members ascend strictly, so they end at
   // the first entry that does not increase; an empty ball's entry 0 is not within r.
-  const int64_t B = static_cast<int64_t>(px.size()) - 1;
-  std::vector<int64_t> tmp;
-  for (int64_t b = 0; b < B; ++b) {
+  for_dense_graphs(D, px, py, [&](int64_t b) {
     const int64_t p0 = px[b], n = px[b + 1] - px[b], q0 = py[b], mb = py[b + 1] - py[b];
-    if (!dense_graph(D, n) || mb == 0) continue;
-    tmp.resize(static_cast<size_t>(mb * nsample));
+    std::vector<int64_t> tmp(static_cast<size_t>(mb * nsample));
     const T* P = pts + p0 * 3;
     ball_query_dense<T>(P, qry + q0 * 3, 1, n, mb, r2, radius, nsample, tmp.data());
-    at::parallel_for(0, mb, 256, [&](int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        const int64_t* t = tmp.data() + s * nsample;
-        const T* q = qry + (q0 + s) * 3;
-        const T* f = P + t[0] * 3;
-        int64_t cnt = 0;
-        if (sqdist(q[0] - f[0], q[1] - f[1], q[2] - f[2]) < r2) {
-          cnt = 1;
-          while (cnt < nsample && t[cnt] > t[cnt - 1]) ++cnt;
-        }
-        int64_t* o = out + (q0 + s) * nsample;
-        for (int64_t i = 0; i < cnt; ++i) o[i] = t[i] + p0;
-        for (int64_t i = cnt; i < nsample; ++i) o[i] = -1;
+    for (int64_t s = 0; s < mb; ++s) {
+      const int64_t* t = tmp.data() + s * nsample;
+      const T* q = qry + (q0 + s) * 3;
+      const T* f = P + t[0] * 3;
+      int64_t cnt = 0;
+      if (sqdist(q[0] - f[0], q[1] - f[1], q[2] - f[2]) < r2) {
+        cnt = 1;
+        while (cnt < nsample && t[cnt] > t[cnt - 1]) ++cnt;
       }
-    });
-  }
+      int64_t* o = out + (q0 + s) * nsample;
+      for (int64_t i = 0; i < cnt; ++i) o[i] = t[i] + p0;
+      for (int64_t i = cnt; i < nsample; ++i) o[i] = -1;
+    }
+  });
 }
 
 void check_pair_rows(const at::Tensor& points, const at::Tensor& queries, const at::Tensor& ptr_x,

@@ -77,9 +77,12 @@ def _normalise(x: Tensor) -> Tensor:
 
 def _edges(idx: Tensor) -> Tensor:
     """``(M, K)`` neighbour table with ``-1`` padding -> ``(2, E)`` ``[query, neighbour]``."""
-    valid = idx >= 0
-    rows = torch.arange(idx.shape[0], device=idx.device)[:, None].expand_as(idx)
-    return torch.stack([rows[valid], idx[valid]])
+    M, K = idx.shape
+    rows = torch.arange(M, device=idx.device).repeat_interleave(K)
+    if idx.numel() == 0 or int(idx.min()) >= 0:  # no padding: no masking pass
+        return torch.stack([rows, idx.reshape(-1)])
+    valid = (idx >= 0).reshape(-1)
+    return torch.stack([rows[valid], idx.reshape(-1)[valid]])
 
 
 def _check_flow(flow: str) -> None:
@@ -141,9 +144,11 @@ def knn_graph(
     idx, _ = knn_ragged(x, kk, batch_x=batch, batch_size=batch_size)
     if not loop:  # drop the centre itself, then keep the first k others
         centre = torch.arange(idx.shape[0], device=idx.device)[:, None]
-        idx = torch.where(idx == centre, -1, idx)
-        keep = (idx >= 0).cumsum(-1) <= k
-        idx = torch.where(keep, idx, -1)
+        if bool((idx[:, :1] == centre).all()):  # usual case: the centre comes first
+            idx = idx[:, 1:]
+        else:  # exact duplicates with lower rows come before the centre
+            idx = torch.where(idx == centre, -1, idx)
+            idx = torch.where((idx >= 0).cumsum(-1) <= k, idx, -1)
     row, col = _edges(idx)
     return torch.stack([col, row] if flow == "source_to_target" else [row, col])
 
@@ -202,8 +207,14 @@ def radius_graph(
     x = _rows(x)
     n = max_num_neighbors if loop else max_num_neighbors + 1
     idx = ball_query_ragged(x, r, max(1, n), batch_x=batch, batch_size=batch_size)
-    idx = idx[:, :max_num_neighbors] if loop else _drop_self(idx, max_num_neighbors)
-    row, col = _edges(idx)
+    ok = idx >= 0
+    if not loop:  # drop the centre, keep at most max_num_neighbors others (one masked pass)
+        ok &= idx != torch.arange(idx.shape[0], device=idx.device)[:, None]
+        ok &= ok.cumsum(-1) <= max_num_neighbors
+    elif max_num_neighbors == 0:
+        ok &= False
+    row, slot = ok.nonzero(as_tuple=True)
+    col = idx[row, slot]
     return torch.stack([col, row] if flow == "source_to_target" else [row, col])
 
 

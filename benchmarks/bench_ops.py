@@ -9,12 +9,13 @@ Each entry is the median of ``--repeat`` timed calls after one warm-up call, in 
 Peers that are not installed are reported as ``n/a``.
 
 ``--sizes`` runs every op (kNN k=8/32/64, FPS N->N/2 and N->512, ball query) at each N;
-``--dtype`` is the input dtype of pointlib's ops (float16/bfloat16 are computed in float32; the
-peers always get float32). On CUDA the ratios are taken against the pure-torch CUDA paths
-(``cdist+topk`` and pointlib's ``torch`` backend, i.e. batched FPS and masked top-k ball query),
-and FPS is compared with its memory-bandwidth bound: every step reads the coordinates and reads
-and writes the running minimum distance of every point, ``B*N*(D*s + 2*4)`` bytes (``s`` the
-coordinate size), times ``npoint`` steps, at ``--bandwidth`` bytes/s (H200: 4.3e12).
+``--dtype`` is the input dtype of pointlib's kNN and ball query (float16/bfloat16 are computed in
+float32; the dense FPS and the peers always get float32). On CUDA the ratios are taken against
+the pure-torch CUDA paths (``cdist+topk`` and pointlib's ``torch`` backend, i.e. batched FPS
+and masked top-k ball query), and FPS is compared with its memory-bandwidth bound: every step
+reads the coordinates and reads and writes the running minimum distance of every point,
+``B*N*(D*s + 2*4)`` bytes (``s`` the coordinate size), times ``npoint`` steps, at
+``--bandwidth`` bytes/s (H200: 4.3e12).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name, x32, op, p in cases:
         impls: dict[str, Callable[[], object]] = {}
-        x = x32.to(dtype)
+        # the dense fps takes float32/float64 only: half-precision runs time it in float32
+        x = x32.to(dtype) if op != "fps" or dtype.itemsize >= 4 else x32
         for b in backends:
             if b not in ops.available_backends(op, dev):
                 continue

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         if op != "fps":
             continue
         Bx, N, D = x32.shape
-        nbytes = Bx * N * (D * dtype.itemsize + 2 * 4) * p["npoint"]
+        nbytes = Bx * N * (D * max(4, dtype.itemsize) + 2 * 4) * p["npoint"]  # fps: >= fp32
         bound_ms = nbytes / args.bandwidth * 1e3
         got = {(r["case"], r["impl"]): r["ms"] for r in rows}.get((name, best))
         bounds[name] = {

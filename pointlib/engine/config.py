@@ -145,6 +145,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bars (rank 0)
     tensorboard: bool = True
     log_every: int = 20  # steps between TensorBoard scalars
+    # DDP: a rank silent this long stops every rank with an error naming it (None:
+    # $POINTLIB_DIST_TIMEOUT, else 300 s)
+    dist_timeout_s: float | None = None
 
 
 @dataclass
@@ -187,25 +190,36 @@ class Config:
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def validate(self) -> Config:
-        """Check cross-field constraints; returns ``self``. Raises :class:`ConfigError`."""
-        _choice("task", self.task, ("cls", "partseg"))
-        _choice("augment.rotation", self.augment.rotation, ROTATIONS)
-        for i, r in enumerate(self.eval.rotations):
-            _choice(f"eval.rotations[{i}]", r, ROTATIONS)
-        for i, r in enumerate(self.robustness.train_rotations):
+        """Check cross-field constraints; returns ``self``. Raises :class:`ConfigError`.
+
+        Enumerated values are case-insensitive and stored in lower case (``SO3`` -> ``so3``,
+        ``Adam`` -> ``adam``), so the spelling of every table ("SO3") is accepted."""
+        self.task = _choice("task", self.task, ("cls", "partseg"))
+        self.augment.rotation = _choice("augment.rotation", self.augment.rotation, ROTATIONS)
+        self.eval.rotations = [
+            _choice(f"eval.rotations[{i}]", r, ROTATIONS) for i, r in enumerate(self.eval.rotations)
+        ]
+        self.robustness.train_rotations = [
             _choice(f"robustness.train_rotations[{i}]", r, ROTATIONS)
-        for k, v in self.robustness.tests.items():
-            _choice(f"robustness.tests key {k!r}", k, ROTATIONS)
-            for r in v:
-                _choice(f"robustness.tests.{k}", r, ROTATIONS)
-        _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
-        _choice("train.amp_dtype", self.train.amp_dtype, ("bfloat16", "float16"))
-        _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
-        _choice(
+            for i, r in enumerate(self.robustness.train_rotations)
+        ]
+        self.robustness.tests = {
+            _choice(f"robustness.tests key {k!r}", k, ROTATIONS): [
+                _choice(f"robustness.tests.{k}", r, ROTATIONS) for r in v
+            ]
+            for k, v in self.robustness.tests.items()
+        }
+        self.optim.name = _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
+        self.train.amp_dtype = _choice(
+            "train.amp_dtype", self.train.amp_dtype, ("bfloat16", "float16")
+        )
+        self.sched.name = _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
+        self.train.select_metric = _choice(
             "train.select_metric",
             self.train.select_metric,
             ("auto", "oa", "macc", "instance_miou", "class_miou", "loss"),
         )
+        self.train.device = self.train.device.lower()
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         for key, v in (
@@ -217,6 +231,8 @@ class Config:
         ):
             if v < 1:
                 raise ConfigError(f"{key} must be >= 1, got {v}")
+        if self.train.dist_timeout_s is not None and not self.train.dist_timeout_s > 0:
+            raise ConfigError(f"train.dist_timeout_s must be > 0, got {self.train.dist_timeout_s}")
         if self.augment.scale is not None and len(self.augment.scale) != 2:
             raise ConfigError(f"augment.scale must be [low, high], got {self.augment.scale}")
         if not 0.0 <= self.augment.point_dropout < 1.0:
@@ -229,9 +245,14 @@ class Config:
         return self
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` in lower case when it is one of ``allowed`` (case-insensitive), else an error."""
+    low = value.lower() if isinstance(value, str) else value
+    if low not in allowed:
+        raise ConfigError(
+            f"{key}: {value!r} is not one of {', '.join(allowed)} (case does not matter)"
+        )
+    return low
 
 
 # --------------------------------------------------------------------------- dict <-> dataclass
@@ -375,6 +396,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from pointlib.engine.checkpoint import atomic_write_text
+    from pointlib.engine.outputs import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

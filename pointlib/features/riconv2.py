@@ -63,6 +63,8 @@ def riconv2_features(
     *,
     faithful: bool = False,
     origin: Tensor | None = None,
+    tie_rtol: float | None = None,
+    axis_rtol: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The 8 RIConv++ features of every centre's ordered neighbourhood (spec §7.1).
 
@@ -75,6 +77,8 @@ def riconv2_features(
             :func:`pointlib.features.risp_features` for how the order matters).
         faithful: reference ordering instead of the fixed one (the 8 formulas are the same).
         origin: optional ``(B, M, 3)`` feature origin ``p`` (default ``centers``).
+        tie_rtol, axis_rtol: fixed mode's tie tolerances (see
+            :func:`pointlib.features.risp_features`).
 
     Returns:
         ``(feats (B, M, K, 8), idx_ordered (B, M, K))``; channels as :data:`RICONV2_CHANNELS`.
@@ -89,8 +93,9 @@ def riconv2_features(
     """
     idx = _check_inputs(xyz, normals, centers, center_normals, idx, origin)
     x, n, idx_ordered, key = ordered_neighbourhood(
-        xyz, normals, centers, center_normals, idx, faithful=faithful
-    )
+        xyz, normals, centers, center_normals, idx,
+        faithful=faithful, tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip
     p = planes(centers if origin is None else origin)
     n_p = planes(center_normals)
     v = x - p
@@ -117,7 +122,7 @@ def riconv2_features(
 
 
 def riconv2_features_global(
-    xyz: Tensor, normals: Tensor, *, faithful: bool = False
+    xyz: Tensor, normals: Tensor, *, faithful: bool = False, tie_rtol: float | None = None
 ) -> tuple[Tensor, Tensor]:
     """RIConv++ features of the global layer (as :func:`risp_features_global`).
 
@@ -129,5 +134,10 @@ def riconv2_features_global(
     """
     check_cloud(xyz, "xyz")
     check_normals(normals, xyz, "normals", "xyz")
-    centroid, axis, idx, origin = global_layer_inputs(xyz, faithful=faithful)
-    return riconv2_features(xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin)
+    centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
+        xyz, faithful=faithful, tie_rtol=tie_rtol
+    )
+    return riconv2_features(
+        xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin,
+        tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip

@@ -4,6 +4,7 @@
 ``knn``            k nearest neighbours, ascending ``dist2``, ties to the lower index
 ``ball_query``     first ``nsample`` points with ``dist2 < r2`` by index; padded; empty -> nearest
 ``fps``            farthest point sampling from ``start``, ties to the lowest index
+``knn_tolerant``   ``knn`` with distances within a tolerance of the k-th treated as tied
 ``gather``         ``(B, N, C)``, ``(B, M)`` -> ``(B, M, C)`` (autograd)
 ``group``          ``(B, N, C)``, ``(B, M, K)`` -> ``(B, M, K, C)`` (autograd)
 ``three_nn_interpolate``  inverse-distance interpolation for decoders
@@ -34,6 +35,7 @@ from pointlib.ops.grouping import gather, group, three_nn_interpolate
 from pointlib.ops.neighbors import ball_query, knn
 from pointlib.ops.ragged import ball_query_ragged, fps_ragged, knn_ragged
 from pointlib.ops.sampling import fps
+from pointlib.ops.ties import knn_tolerant
 
 register_backend(
     Backend(
@@ -66,6 +68,7 @@ __all__ = [
     "group",
     "knn",
     "knn_ragged",
+    "knn_tolerant",
     "register_backend",
     "three_nn_interpolate",
 ]

@@ -122,8 +122,8 @@ def _fps_ragged(points: Tensor, ptr: Tensor, out_ptr: Tensor, start: Tensor) -> 
     return torch.ops.pointlib.fps_ragged(points, ptr, out_ptr, start)
 
 
-def _fps(points: Tensor, npoint: int, start: int) -> Tensor:
-    return torch.ops.pointlib.fps(points, npoint, start)
+def _fps(points: Tensor, npoint: int, start: int, tie_rtol: float = 0.0) -> Tensor:
+    return torch.ops.pointlib.fps(points, npoint, start, tie_rtol)
 
 
 _IMPLS = {
@@ -194,7 +194,7 @@ def _register_fake_impls() -> None:
         return points.new_empty((B, M, nsample), dtype=torch.long)
 
     @torch.library.register_fake("pointlib::fps")
-    def _(points: Tensor, npoint: int, start: int) -> Tensor:
+    def _(points: Tensor, npoint: int, start: int, tie_rtol: float = 0.0) -> Tensor:
         return points.new_empty((points.shape[0], npoint), dtype=torch.long)
 
     if not _has_ragged():
@@ -224,11 +224,11 @@ register_backend(
 # --- torch_cluster: fps only -------------------------------------------------------------------
 
 
-def _tc_fps(points: Tensor, npoint: int, start: int) -> Tensor:
+def _tc_fps(points: Tensor, npoint: int, start: int, tie_rtol: float = 0.0) -> Tensor:
     import torch_cluster
 
-    if start != 0:  # pragma: no cover - refused by can_run
-        raise ValueError("the torch_cluster backend only supports start=0")
+    if start != 0 or tie_rtol != 0:  # pragma: no cover - refused by can_run
+        raise ValueError("the torch_cluster backend only supports start=0, tie_rtol=0")
     B, N, _ = points.shape
     flat = points.reshape(B * N, 3)
     batch = torch.arange(B, device=points.device).repeat_interleave(N)
@@ -257,6 +257,8 @@ def _can_run_tc(op: str, device_type: str, dtype: torch.dtype, params: dict) -> 
         return False, "torch_cluster fps is only verified against the contract on CPU"
     if params.get("start", 0) != 0:
         return False, "torch_cluster fps always starts at index 0"
+    if params.get("tie_rtol", 0.0) != 0:
+        return False, "torch_cluster fps has no tie tolerance"
     if dtype not in _DTYPES:
         return False, f"unsupported dtype {dtype}"
     return True, ""

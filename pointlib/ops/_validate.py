@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -79,6 +81,31 @@ def check_int(value: object, name: str, low: int, high: int | None = None) -> in
         rng = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name}={value} is out of range: must be {rng}")
     return int(value)
+
+
+def check_radius(value: object, name: str = "radius") -> float:
+    """A finite ``> 0`` radius as a Python float.
+
+    Accepts Python ints and floats, NumPy scalars of any real dtype (``np.float32(0.5)``,
+    ``np.int64(1)``) and one-element tensors; rejects ``bool``, strings and other objects.
+    """
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be a real scalar, got a tensor of shape "
+                f"{tuple(value.shape)} and dtype {value.dtype}"
+            )
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    r = float(value)
+    if not math.isfinite(r) or r <= 0:
+        raise ValueError(f"{name}={value} must be finite and > 0")
+    return r
 
 
 def check_index(idx: object, name: str, n: int, batch: int, device: torch.device) -> Tensor:

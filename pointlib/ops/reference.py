@@ -12,6 +12,10 @@ Every other backend must return bit-identical indices. The rules, in one place:
 * ``fps``: greedy farthest-point sampling from ``start``; each step keeps, per point, the minimum
   squared distance to the selected set and takes the argmax, ties to the lowest index. Once every
   remaining distance is 0 (duplicates), the lowest index with distance 0 is taken, i.e. index 0.
+  With a tie tolerance ``tie_rtol > 0``: ``tol = tie_rtol * sqrt(max_i |x_i|^2)`` (``|x|^2``
+  accumulated like a squared distance, in the input dtype), and each step takes the **lowest
+  index** ``j`` with ``mind_j >= t*t``, ``t = sqrt(max mind) - tol`` (every index when
+  ``t <= 0``), i.e. distances within ``tol`` of the largest count as tied.
 
 Memory is bounded by processing queries in chunks of at most ``CHUNK_ELEMS`` distances.
 
@@ -223,7 +227,8 @@ def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> 
     """Reference ball query -> ``idx (B, M, nsample)`` int64 (see the module docstring)."""
     B, N, _ = points.shape
     M = queries.shape[1]
-    r2 = torch.tensor(float(radius) ** 2, dtype=points.dtype, device=points.device)
+    r = float(radius)
+    r2 = torch.tensor(r * r, dtype=points.dtype, device=points.device)  # r * r: inf, never raises
     ns = min(nsample, N)
     slots = torch.arange(nsample, device=points.device)
     arange = torch.arange(N, device=points.device)
@@ -241,17 +246,26 @@ def ball_query(points: Tensor, queries: Tensor, radius: float, nsample: int) -> 
     return out
 
 
-def fps(points: Tensor, npoint: int, start: int = 0) -> Tensor:
+def fps(points: Tensor, npoint: int, start: int = 0, tie_rtol: float = 0.0) -> Tensor:
     """Reference farthest point sampling -> ``idx (B, npoint)`` int64."""
+    points = points.detach()  # indices only: no graph (and ``out=`` refuses tensors with grad)
     B, N, _ = points.shape
     batch = torch.arange(B, device=points.device)
     idx = torch.empty(B, npoint, dtype=torch.long, device=points.device)
     mind = torch.full((B, N), float("inf"), dtype=points.dtype, device=points.device)
     last = torch.full((B,), start, dtype=torch.long, device=points.device)
+    if tie_rtol > 0:
+        r2 = sqdist(torch.zeros_like(points[:, :1]), points)[:, 0].amax(1)  # (B,)
+        tol = torch.tensor(tie_rtol, dtype=points.dtype, device=points.device) * r2.sqrt()
     for i in range(npoint):
         idx[:, i] = last
         centre = points[batch, last]  # (B, 3)
         d2 = sqdist(centre[:, None, :], points)[:, 0]  # (B, N)
         torch.minimum(mind, d2, out=mind)
-        last = mind.argmax(dim=1)  # first maximum: lowest index on ties
+        if tie_rtol > 0:
+            t = mind.amax(dim=1).sqrt() - tol
+            thr = torch.where(t > 0, t * t, float("-inf"))
+            last = (mind >= thr[:, None]).to(torch.uint8).argmax(dim=1)  # lowest candidate
+        else:
+            last = mind.argmax(dim=1)  # first maximum: lowest index on ties
     return idx

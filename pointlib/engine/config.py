@@ -135,7 +135,10 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision, used on CUDA only
+    # Autocast for the training step. Off until measured on a GPU (issue 12). On CUDA with
+    # amp_dtype float16 a GradScaler is used; bfloat16 needs none and also runs on CPU.
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16
     grad_clip: float | None = None  # max global grad norm
     select_metric: str = "auto"  # val metric for best.pt: auto|oa|macc|instance_miou|class_miou
     checkpoint_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
@@ -157,6 +160,7 @@ class EvalConfig:
     angle_sweep: bool = False
     sweep_steps: int = 12  # angles in [0, 360) about a tilted axis
     sweep_tilt_deg: float = 45.0  # tilt of the sweep axis away from the up axis
+    amp: bool = False  # evaluate under autocast (train.amp_dtype); explicit opt-in only
 
 
 @dataclass
@@ -206,6 +210,9 @@ class Config:
             for k, v in self.robustness.tests.items()
         }
         self.optim.name = _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
+        self.train.amp_dtype = _choice(
+            "train.amp_dtype", self.train.amp_dtype, ("bfloat16", "float16")
+        )
         self.sched.name = _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
         self.train.select_metric = _choice(
             "train.select_metric",

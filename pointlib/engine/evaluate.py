@@ -63,9 +63,17 @@ def forward_batch(
     return model(xyz, normals)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _autocast(device: torch.device, amp: bool, dtype: str = "bfloat16"):
+    """``torch.autocast`` on CUDA (bfloat16/float16) and CPU (bfloat16); else a no-op."""
+    if not amp:
+        return nullcontext()
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f"amp dtype {dtype!r} is not one of {', '.join(AMP_DTYPES)}")
+    if device.type == "cuda" or (device.type == "cpu" and dtype == "bfloat16"):
+        return torch.autocast(device.type, dtype=AMP_DTYPES[dtype])
     return nullcontext()
 
 
@@ -85,6 +93,7 @@ def evaluate_protocol(
     device: torch.device | str = "cpu",
     use_normals: bool = True,
     amp: bool = False,
+    amp_dtype: str = "bfloat16",
     fixed_rotation: Tensor | None = None,
     progress: bool = False,
     desc: str = "eval",
@@ -124,7 +133,7 @@ def evaluate_protocol(
                     rotation, batch["index"], seed=seed, copy=r, up_axis=up_axis, dtype=xyz.dtype
                 )
             rx, rn = rotate_batch(xyz, normals, R)
-            with _autocast(device, amp):
+            with _autocast(device, amp, amp_dtype):
                 logits = forward_batch(model, batch, task, rx, rn)
             logits = logits.float()
             if task == "partseg":

@@ -457,7 +457,8 @@ def evaluate_test(
             num_parts=data.num_parts,
             device=device,
             use_normals=cfg.data.normals,
-            amp=cfg.train.amp,
+            amp=cfg.eval.amp,
+            amp_dtype=cfg.train.amp_dtype,
             fixed_rotation=fixed_rotation,
             progress=progress and dist_info.is_main,
             desc=f"test {rot}",
@@ -492,7 +493,7 @@ def train(
     dist_info = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
     device = resolve_device(cfg.train.device, dist_info)
     _set_deterministic(cfg.train.deterministic)
-    use_amp = cfg.train.amp and device.type == "cuda"
+    use_amp = cfg.train.amp and device.type in ("cuda", "cpu")
     main = dist_info.is_main
     out = Path(out_dir if out_dir is not None else cfg.out) if (out_dir or cfg.out) else None
     progress = cfg.train.progress and main
@@ -511,7 +512,9 @@ def train(
     if main:
         log.info(run_summary(cfg, data, model, device, out, dist_info))
     optimizer = _build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=use_amp and device.type == "cuda" and cfg.train.amp_dtype == "float16"
+    )
     select_key = _select_key(cfg)
     sign = -1.0 if select_key == "loss" else 1.0
 
@@ -637,7 +640,7 @@ def train(
                 rng_at_step = _rng_state()
                 batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
                 normals = batch.get("normals") if cfg.data.normals else None
-                with _autocast(device, use_amp):
+                with _autocast(device, use_amp, cfg.train.amp_dtype):
                     logits = forward_batch(net, batch, cfg.task, batch["xyz"], normals)
                     target = batch["parts"] if cfg.task == "partseg" else batch["label"]
                     loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))

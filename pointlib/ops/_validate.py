@@ -28,6 +28,27 @@ def check_cloud(x: object, name: str) -> Tensor:
     return x
 
 
+POINT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def check_points(x: object, name: str) -> Tensor:
+    """Check a ``(B, N, D)`` finite point tensor, any ``D >= 1``, float16/bfloat16/32/64."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in POINT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.dim() != 3 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (B, N, D) with D >= 1, got {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)} (need B >= 1 and N >= 1)")
+    if x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).any(-1).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} contains NaN or Inf coordinates (first at batch {bad[0]}, point {bad[1]})"
+        )
+    return x
+
+
 def check_pair(points: Tensor, queries: Tensor) -> None:
     """Check that ``queries`` matches ``points`` in batch size, dtype and device."""
     if queries.device != points.device:
@@ -37,6 +58,10 @@ def check_pair(points: Tensor, queries: Tensor) -> None:
     if queries.shape[0] != points.shape[0]:
         raise ValueError(
             f"batch sizes differ: points {tuple(points.shape)} vs queries {tuple(queries.shape)}"
+        )
+    if queries.shape[-1] != points.shape[-1]:
+        raise ValueError(
+            f"dimensions differ: points {tuple(points.shape)} vs queries {tuple(queries.shape)}"
         )
 
 

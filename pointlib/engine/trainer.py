@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import json
 import logging
 import math
 import os

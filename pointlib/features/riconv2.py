@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from pointlib.features._common import check_cloud, check_normals, dot, norm, planes, unit
+from pointlib.features.ordering import cloud_scale, default_tie_rtol
 from pointlib.features.risp import (
     _check_inputs,
     global_layer_inputs,
@@ -49,8 +50,12 @@ RICONV2_CHANNELS: tuple[str, ...] = (
 _ACOS_CLAMP = 1.0 - 1e-7
 
 
-def _signed_angle(a: Tensor, b: Tensor, cos: Tensor) -> Tensor:
-    sign = torch.where(a < b, 1.0, -1.0).to(cos.dtype)
+def _signed_angle(a: Tensor, b: Tensor, cos: Tensor, tol: Tensor | None = None) -> Tensor:
+    """``±acos(cos)``, ``+`` iff ``a < b``. Fixed mode passes ``tol``: ``|a - b| <= tol`` is a
+    tie (e.g. coplanar CAD faces, whose normals are equal) and takes ``+``, so rounding noise
+    cannot flip the sign."""
+    less = a < b if tol is None else (a < b) | ((a - b).abs() <= tol)
+    sign = torch.where(less, 1.0, -1.0).to(cos.dtype)
     return sign * torch.acos(cos.clamp(-_ACOS_CLAMP, _ACOS_CLAMP))
 
 
@@ -106,16 +111,23 @@ def riconv2_features(
     d = unit(x - x.roll(1, 2), 1)
     c2, c3 = dot(u0, n_p, 1), dot(u0, n, 1)
     c5, c6 = dot(d, n, 1), dot(d, nm, 1)
+    tol2 = tol5 = None
+    if not faithful:  # sign ties: noise of a unit vector's direction ~ rtol * R / length
+        rtol = default_tie_rtol(xyz.dtype) if tie_rtol is None else float(tie_rtol)
+        scale = cloud_scale(xyz).view(-1, 1, 1)
+        tiny = torch.finfo(xyz.dtype).tiny
+        tol2 = 4 * rtol * (1 + scale / norm(v, 1).clamp_min(tiny))
+        tol5 = 4 * rtol * (1 + scale / norm(x - x.roll(1, 2), 1).clamp_min(tiny))
     feats = to_public(
         (
             norm(v, 1),
             phi,
             c2,
             c3,
-            _signed_angle(c2, c3, dot(n, n_p, 1)),
+            _signed_angle(c2, c3, dot(n, n_p, 1), tol2),
             c5,
             c6,
-            _signed_angle(c5, c6, dot(n, nm, 1)),
+            _signed_angle(c5, c6, dot(n, nm, 1), tol5),
         )
     )
     return feats, idx_ordered

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 
 from pointlib.ops._dispatch import select
@@ -83,13 +81,10 @@ def ball_query(
         >>> ball_query(pts, 1.0, 3)[0].tolist()
         [[0, 1, 0], [0, 1, 0], [2, 2, 2]]
     """
+    from pointlib.ops._validate import check_radius
+
     points, queries = _prepare(points, queries)
-    if isinstance(radius, Tensor):
-        radius = float(radius)
-    if not isinstance(radius, (int, float)) or isinstance(radius, bool):
-        raise TypeError(f"radius must be a float, got {type(radius).__name__}")
-    if not math.isfinite(radius) or radius <= 0:
-        raise ValueError(f"radius={radius} must be finite and > 0")
+    radius = check_radius(radius)
     nsample = check_int(nsample, "nsample", 1)
     _, impl = select("ball_query", points, backend, nsample=nsample, d=points.shape[-1])
     return impl(points, queries, float(radius), nsample)

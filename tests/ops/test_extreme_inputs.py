@@ -106,3 +106,14 @@ def test_check_radius_accepts_real_scalars(value):
 def test_check_radius_rejects(value, exc, match):
     with pytest.raises(exc, match=match):
         check_radius(value)
+
+
+def test_ball_query_accepts_numpy_float32_radius():
+    """``radius=np.float32(0.5)`` is the same ball as ``0.5`` (issue 15 item 5)."""
+    from pointlib.ops import ball_query
+    from pointlib.testing import make_cloud
+
+    x, _ = make_cloud(1, 64)
+    assert torch.equal(ball_query(x, np.float32(0.5), 8), ball_query(x, 0.5, 8))
+    with pytest.raises(TypeError, match="radius"):
+        ball_query(x, "0.5", 8)

@@ -23,7 +23,9 @@ then                  ``(q - c)·v`` (away from the centroid)   ``‖q - c‖``
 ===================  ======================================  =================================
 
 ``"outward"`` (used by :func:`estimate_normals`) tries the centroid rule first, then the two
-moments. The global axis uses the two moments (its ``q`` *is* the centroid). Each score is a
+moments. The global axis uses the two moments (its ``q`` *is* the centroid), then, when the
+model passes its normals, the weighted mean normal ``Σ w_j (n_j·v)`` (a planar cloud: every
+position moment is zero, the normals still point to one side). Each score is a
 function of rotation-invariant quantities times ``v``, so with the rule ``R·v`` is chosen for the
 rotated cloud exactly when ``v`` was chosen for the original.
 
@@ -117,10 +119,14 @@ def _moment_scores(v: Tensor, g: Tensor, w: Tensor) -> list[tuple[Tensor, Tensor
     ]
 
 
-def _index_score(v: Tensor, g: Tensor, hw: Tensor) -> tuple[Tensor, Tensor]:
-    """The index-weighted mean offset ``Σ h_j w_j (g_j·v)`` and its scale (last resort)."""
+def _mean_score(v: Tensor, g: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """The weighted mean projection ``Σ w_j (g_j·v)`` and its scale ``Σ w_j ‖g_j‖``.
+
+    With index weights ``w = h·w`` it is the last resort of the sign rule; with normals for
+    ``g`` it is the mean-normal rule of the global axis.
+    """
     proj = dot(g, v.unsqueeze(-2))
-    return (hw * proj).sum(-1), (hw * torch.linalg.vector_norm(g, dim=-1)).sum(-1)
+    return (w * proj).sum(-1), (w * torch.linalg.vector_norm(g, dim=-1)).sum(-1)
 
 
 def local_reference_axis(
@@ -164,7 +170,7 @@ def local_reference_axis(
     out = xyz - xyz.mean(1, keepdim=True)
     outward = (dot(out, v), torch.linalg.vector_norm(out, dim=-1))
     scores = [*scores, outward] if orient == "moment" else [outward, *scores]
-    return _orient(v, [*scores, _index_score(v, g, index_weights(idx, xyz.dtype) * w)])
+    return _orient(v, [*scores, _mean_score(v, g, index_weights(idx, xyz.dtype) * w)])
 
 
 def global_reference_axis(xyz: Tensor, *, faithful: bool = False) -> Tensor:
@@ -189,10 +195,15 @@ def global_reference_axis(xyz: Tensor, *, faithful: bool = False) -> Tensor:
     return _smallest_axis(g, w)
 
 
-def global_axis_with_tolerance(xyz: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+def global_axis_with_tolerance(
+    xyz: Tensor, rtol: float, normals: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Fixed-mode global axis and how well rounding noise determines its direction.
 
     The weighted PCA of :func:`global_reference_axis` with the invariant sign rule. When the
+    position moments cannot fix the sign (every point in one plane through the centroid, or a
+    cloud that a half-turn maps onto itself) and ``normals`` are given, the weighted mean normal
+    ``Σ w_j (n_j·v)`` decides next, before the index-weighted rules. When the
     gap between the two smallest eigenvalues, relative to the largest, is at most
     ``DEGENERATE_GAP · rtol`` (rotational symmetry: the covariance does not fix the axis), the
     axis comes from the index-weighted covariance ``Σ h_j w_j g_j g_jᵀ`` instead (module
@@ -201,6 +212,7 @@ def global_axis_with_tolerance(xyz: Tensor, rtol: float) -> tuple[Tensor, Tensor
     Args:
         xyz: ``(B, N, 3)`` float32/float64 coordinates (unchecked).
         rtol: relative rounding tolerance (see :func:`pointlib.features.ordering.tolerant_order`).
+        normals: optional ``(B, N, 3)`` normals (rotated with ``xyz``), used by the sign rule.
 
     Returns:
         ``axis (B, 3)`` unit vectors and ``axis_rtol (B,)``: the direction's uncertainty in
@@ -216,7 +228,13 @@ def global_axis_with_tolerance(xyz: Tensor, rtol: float) -> tuple[Tensor, Tensor
         v_h, gap_h = _smallest_axis_gap(g, w * h)
         v = torch.where(degenerate.unsqueeze(-1), v_h, v)
         gap = torch.where(degenerate, gap_h, gap)
-    v = _orient(v, [*_moment_scores(v, g, w), _index_score(v, g, w * h)])
+    scores = _moment_scores(v, g, w)
+    if normals is not None:
+        scores.append(_mean_score(v, normals, w))
+    scores.append(_mean_score(v, g, w * h))
+    if normals is not None:
+        scores.append(_mean_score(v, normals, w * h))
+    v = _orient(v, scores)
     tiny = torch.finfo(xyz.dtype).tiny
     return v, rtol * (1.0 + 1.0 / gap.clamp_min(tiny)).clamp_max(1.0 / max(rtol, tiny))
 

@@ -147,7 +147,7 @@ def riconv2_features_global(
     check_cloud(xyz, "xyz")
     check_normals(normals, xyz, "normals", "xyz")
     centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
-        xyz, faithful=faithful, tie_rtol=tie_rtol
+        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
     )
     return riconv2_features(
         xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin,

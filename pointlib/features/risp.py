@@ -236,7 +236,11 @@ def _risp_from_ordered(x: Tensor, n: Tensor, p: Tensor, n_p: Tensor, s: int) -> 
 
 
 def global_layer_inputs(
-    xyz: Tensor, *, faithful: bool, tie_rtol: float | None = None
+    xyz: Tensor,
+    *,
+    faithful: bool,
+    tie_rtol: float | None = None,
+    normals: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
     """Centre, axis, neighbour list, feature origin and axis tolerance of the global layer.
 
@@ -244,7 +248,8 @@ def global_layer_inputs(
     axis_rtol)`` where ``origin`` is zeros ``(B, 1, 3)`` (the world origin) in faithful mode and
     ``None`` (the centroid) in fixed mode, and ``axis_rtol`` is ``None`` (faithful) or the
     ``(B, 1)`` direction uncertainty of the fixed global axis
-    (:func:`pointlib.features.lra.global_axis_with_tolerance`).
+    (:func:`pointlib.features.lra.global_axis_with_tolerance`, which also takes the optional
+    ``(B, N, 3)`` ``normals`` for its sign rule).
     """
     B, N, _ = xyz.shape
     centroid = xyz.mean(1, keepdim=True)
@@ -253,7 +258,7 @@ def global_layer_inputs(
         axis = global_reference_axis(xyz, faithful=True).unsqueeze(1)
         return centroid, axis, idx, torch.zeros_like(centroid), None
     rtol = default_tie_rtol(xyz.dtype) if tie_rtol is None else float(tie_rtol)
-    axis, axis_rtol = global_axis_with_tolerance(xyz, rtol)
+    axis, axis_rtol = global_axis_with_tolerance(xyz, rtol, normals)
     return centroid, axis.unsqueeze(1), idx, None, axis_rtol.unsqueeze(1)
 
 
@@ -287,7 +292,7 @@ def risp_features_global(
     check_cloud(xyz, "xyz")
     check_normals(normals, xyz, "normals", "xyz")
     centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
-        xyz, faithful=faithful, tie_rtol=tie_rtol
+        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
     )
     return risp_features(
         xyz, normals, centroid, axis, idx, shift=shift, faithful=faithful, origin=origin,

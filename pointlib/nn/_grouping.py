@@ -140,7 +140,7 @@ def global_group(
     if lra_sign == "raw":
         axis = ri_features.global_reference_axis(xyz, faithful=True)
     else:
-        axis, axis_rtol = ri_features.lra.global_axis_with_tolerance(xyz, tie_rtol(xyz))
+        axis, axis_rtol = ri_features.lra.global_axis_with_tolerance(xyz, tie_rtol(xyz), normals)
         axis_rtol = axis_rtol.unsqueeze(1)  # (B, 1)
     axis = axis.reshape(B, 1, 3)
     idx = torch.arange(N, device=xyz.device).expand(B, 1, N)

@@ -142,3 +142,27 @@ def test_global_features_rotation_stable_on_cube():
     assert torch.equal(i, bi)
     assert (f - base).abs().max() < 1e-9
     assert math.isfinite(float(f.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_global_axis_sign_from_normals_on_planar_cloud(dtype):
+    """A planar grid: every position moment is zero, so only the normals fix the axis sign.
+
+    With the normals the axis is equivariant under every rotation; without them (negative
+    control) the sign is left to rounding noise and flips for some of the same rotations.
+    """
+    xyz, nrm = adversarial_cloud("planar_grid", 256, dtype=torch.float64)
+    rtol = default_tie_rtol(dtype)
+    axis = global_axis_with_tolerance(xyz.to(dtype), rtol, nrm.to(dtype))[0]
+    bare = global_axis_with_tolerance(xyz.to(dtype), rtol)[0]
+    g = torch.Generator().manual_seed(3)
+    flips = 0
+    for _ in range(16):
+        R = random_rotation(1, g, dtype=torch.float64)
+        rx, rn = (t.to(dtype) for t in apply_rotation(R, xyz, nrm))
+        expect = R[0].to(dtype) @ axis[0]
+        got = global_axis_with_tolerance(rx, rtol, rn)[0][0]
+        assert (got - expect).abs().max() < (1e-9 if dtype == torch.float64 else 1e-4)
+        got_bare = global_axis_with_tolerance(rx, rtol)[0][0]
+        flips += int(float(got_bare @ (R[0].to(dtype) @ bare[0])) < 0)
+    assert flips > 0, "without normals the planar axis sign should be undetermined"

@@ -144,24 +144,7 @@ def test_negative_control_pointnet2_real_modelnet(shared_data):
 # --- adversarial clouds ----------------------------------------------------------------------
 
 
-KNOWN_OPEN = pytest.mark.xfail(
-    reason="collinear rings (a cylinder on a regular angle x height grid): tiny models still "
-    "move by ~0.1 in float64; cause not yet traced (open in the closing note)",
-    strict=False,
-)
-PLANAR_OPEN = pytest.mark.xfail(
-    reason="planar grid: every point lies in one plane, so no position moment fixes the global "
-    "axis sign (the normals would; not yet used); 2e-2 measured (open in the closing note)",
-    strict=False,
-)
-KINDS = [
-    pytest.param(k, marks=KNOWN_OPEN) if k == "collinear_rings"
-    else pytest.param(k, marks=PLANAR_OPEN) if k == "planar_grid" else k
-    for k in ADVERSARIAL_KINDS
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ADVERSARIAL_KINDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_tiny_models_adversarial_clouds(kind, dtype):
     xyz, nrm = adversarial_cloud(kind, 256, dtype=torch.float64)
@@ -173,7 +156,7 @@ def test_tiny_models_adversarial_clouds(kind, dtype):
     _assert_invariant(_changes(seg, xyz, nrm, torch.tensor([3])), dtype)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ADVERSARIAL_KINDS)
 def test_full_size_cls_adversarial_clouds(kind):
     xyz, nrm = adversarial_cloud(kind, 1024, dtype=torch.float64)
     model = _model("risurconv_cls", make_calib(1024), torch.float32)

@@ -142,6 +142,8 @@ cp "$RES/backends.log" "$RES/backends.txt"
 if [ "$MODE" = gpu ]; then
   step pytest_cuda 40 env POINTLIB_REQUIRE_EXT=1 python -m pytest -q -p no:xdist -m cuda \
     tests/ops tests/features tests/interop -rs
+  # the machine has torch-geometric 2.8 (no torch-cluster path): the torch.ops.pyg shim's PyG test
+  step pyg28_shim 30 python -m pytest -q -p no:xdist tests/interop/test_pyg_lib.py -rs
   step sweep 40 python benchmarks/cuda_sweep.py --backend cuda --seeds 3 --json "$RES/sweep.json"
   if command -v compute-sanitizer >/dev/null; then
     step sanitizer 40 compute-sanitizer --tool memcheck --error-exitcode 1 \

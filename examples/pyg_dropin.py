@@ -1,19 +1,26 @@
-"""torch-geometric on pointlib's kernels: install the ``torch_cluster`` drop-in, then use PyG.
+"""torch-geometric on pointlib's kernels: install the drop-in for your PyG, then use PyG.
 
     python examples/pyg_dropin.py
 
 Builds a kNN graph and a radius graph with PyG's transforms and runs a ``DynamicEdgeConv``
 (kNN in a 16-D feature space) on a ragged batch of three clouds, all through
-``pointlib.interop.torch_cluster``; no torch-cluster or pyg-lib needed.
+``pointlib.interop.torch_cluster`` (torch-geometric < 2.8) or ``pointlib.interop.pyg_lib``
+(torch-geometric >= 2.8, which calls ``torch.ops.pyg``); no torch-cluster or pyg-lib needed.
 """
 
 from __future__ import annotations
 
 import torch
 
+import torch_geometric
+
+import pointlib.interop.pyg_lib as pl
 import pointlib.interop.torch_cluster as tc
 
-tc.install()  # before or after importing torch_geometric
+if tuple(int(v) for v in torch_geometric.__version__.split(".")[:2]) >= (2, 8):
+    pl.install()  # torch.ops.pyg.{knn, radius, fps, nearest} on pointlib
+else:
+    tc.install()  # sys.modules["torch_cluster"] and PyG's references -> pointlib
 
 from torch_geometric.data import Batch, Data  # noqa: E402
 from torch_geometric.nn import DynamicEdgeConv  # noqa: E402

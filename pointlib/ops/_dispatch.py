@@ -89,8 +89,10 @@ def select(op: str, x: Tensor, backend: str, **params) -> tuple[str, Callable]:
             raise BackendUnavailableError(f"backend {backend!r} does not implement {op}")
         ok, why = b.can_run(op, x.device.type, x.dtype, params)
         if not ok:
+            # the build hint only helps when the backend cannot run this op at any size
+            hint = "" if b.can_run(op, x.device.type, x.dtype, {})[0] else b.hint
             raise BackendUnavailableError(
-                f"backend {backend!r} cannot run {op} here: {why}. {b.hint}".strip()
+                f"backend {backend!r} cannot run {op} here: {why}. {hint}".strip()
             )
         return backend, b.impls[op]
     order = [b for b in _BACKENDS.values() if x.device.type in b.auto_devices]

@@ -123,7 +123,16 @@ def _fps_ragged(points: Tensor, ptr: Tensor, out_ptr: Tensor, start: Tensor) -> 
 
 
 def _fps(points: Tensor, npoint: int, start: int, tie_rtol: float = 0.0) -> Tensor:
-    return torch.ops.pointlib.fps(points, npoint, start, tie_rtol)
+    B, N, D = points.shape
+    if D == 3:
+        return torch.ops.pointlib.fps(points, npoint, start, tie_rtol)
+    # any other D: the ragged kernel with one graph per cloud (can_run refuses tie_rtol > 0)
+    steps = torch.arange(B + 1, device=points.device)
+    start_t = torch.full((B,), start, dtype=torch.long, device=points.device)
+    rows = torch.ops.pointlib.fps_ragged(
+        points.reshape(B * N, D), steps * N, steps * npoint, start_t
+    )
+    return rows.view(B, npoint) - steps[:-1, None] * N
 
 
 _IMPLS = {
@@ -145,6 +154,13 @@ def _has_ragged() -> bool:
 _DTYPES = (torch.float32, torch.float64)
 
 
+def _fps_any_d(op: str, params: dict) -> tuple[bool, str]:
+    """Dense ``fps`` with ``D != 3`` runs on the ragged kernel, which has no tie tolerance."""
+    if op == "fps" and params.get("d", 3) != 3 and params.get("tie_rtol", 0.0) != 0:
+        return False, f"fps with D={params['d']} and tie_rtol > 0 runs on the torch backend only"
+    return True, ""
+
+
 def _can_run_cpu(op: str, device_type: str, dtype: torch.dtype, params: dict) -> tuple[bool, str]:
     if not _ext.HAS_CPU_EXT:
         return False, _missing("cpu")
@@ -154,7 +170,7 @@ def _can_run_cpu(op: str, device_type: str, dtype: torch.dtype, params: dict) ->
         return False, f"unsupported dtype {dtype}"
     if (op in _RAGGED_OPS or params.get("d", 3) != 3) and not _has_ragged():
         return False, "pointlib._C predates the any-D / ragged kernels; rebuild it"
-    return True, ""
+    return _fps_any_d(op, params)
 
 
 def _can_run_cuda(op: str, device_type: str, dtype: torch.dtype, params: dict) -> tuple[bool, str]:
@@ -174,7 +190,7 @@ def _can_run_cuda(op: str, device_type: str, dtype: torch.dtype, params: dict) -
         return False, f"D={params['d']} exceeds the CUDA kernel limit MAX_D={CUDA_MAX_D}"
     if (op in _RAGGED_OPS or params.get("d", 3) != 3) and not _has_ragged():
         return False, "pointlib._C predates the any-D / ragged kernels; rebuild it"
-    return True, ""
+    return _fps_any_d(op, params)
 
 
 def _register_fake_impls() -> None:
@@ -229,8 +245,8 @@ def _tc_fps(points: Tensor, npoint: int, start: int, tie_rtol: float = 0.0) -> T
 
     if start != 0 or tie_rtol != 0:  # pragma: no cover - refused by can_run
         raise ValueError("the torch_cluster backend only supports start=0, tie_rtol=0")
-    B, N, _ = points.shape
-    flat = points.reshape(B * N, 3)
+    B, N, D = points.shape
+    flat = points.reshape(B * N, D)
     batch = torch.arange(B, device=points.device).repeat_interleave(N)
     # torch_cluster takes ceil(ratio * N) samples per cloud, rounded in its own arithmetic; FPS is
     # greedy, so asking for at least npoint and keeping the first npoint gives the same prefix.

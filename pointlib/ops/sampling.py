@@ -7,7 +7,8 @@ import math
 from torch import Tensor
 
 from pointlib.ops._dispatch import select
-from pointlib.ops._validate import check_cloud, check_int
+from pointlib.ops._validate import check_int, check_points
+from pointlib.ops.ragged import compute_dtype
 
 
 def fps(
@@ -21,7 +22,8 @@ def fps(
     """Greedy farthest point sampling.
 
     Args:
-        points: ``(B, N, 3)`` float32/float64 coordinates.
+        points: ``(B, N, D)`` coordinates or features, any ``D >= 1``; float32/float64, or
+            float16/bfloat16 (distances computed in float32, exactly as for the rounded inputs).
         npoint: samples per cloud, ``1 <= npoint <= N``.
         start: index of the first sample, ``0 <= start < N`` (deterministic; pointops uses 0).
         tie_rtol: tie tolerance relative to the cloud's radius ``R = max_i ‖x_i‖`` (default 0:
@@ -29,7 +31,9 @@ def fps(
             selected set is within ``tie_rtol·R`` of the largest, so rounding noise (e.g. of a
             rotation) cannot reorder points whose distances are tied. The rotation-invariant
             models use ``512·eps`` of the dtype.
-        backend: as for :func:`pointlib.ops.knn`.
+        backend: as for :func:`pointlib.ops.knn`. ``D != 3`` runs on the compiled backends'
+            ragged kernel (one graph per cloud) when ``tie_rtol == 0``; with a tie tolerance it
+            needs the ``torch`` backend (``auto`` falls back to it).
 
     Returns:
         ``idx (B, npoint)`` int64. Step ``i`` takes the point whose squared distance to the
@@ -42,12 +46,14 @@ def fps(
         >>> fps(pts, 3)[0].tolist()
         [0, 2, 3]
     """
-    check_cloud(points, "points")
-    N = points.shape[1]
+    check_points(points, "points")
+    N, D = points.shape[1], points.shape[2]
     npoint = check_int(npoint, "npoint", 1, N)
     start = check_int(start, "start", 0, N - 1)
     tie_rtol = float(tie_rtol)
     if not (tie_rtol >= 0 and math.isfinite(tie_rtol)):
         raise ValueError(f"tie_rtol must be a finite number >= 0, got {tie_rtol}")
-    _, impl = select("fps", points, backend, npoint=npoint, start=start, tie_rtol=tie_rtol)
-    return impl(points.contiguous(), npoint, start, tie_rtol)
+    points = points.to(compute_dtype(points.dtype)).contiguous()
+    params = {"npoint": npoint, "start": start, "tie_rtol": tie_rtol, "d": D}
+    _, impl = select("fps", points, backend, **params)
+    return impl(points, npoint, start, tie_rtol)

@@ -20,7 +20,7 @@ P = gaussian(2, 10, 0)
         (lambda: ops.fps(P, 11), ValueError, r"npoint=11 is out of range"),
         (lambda: ops.fps(P, 0), ValueError, r"npoint=0"),
         (lambda: ops.fps(P, 3, start=10), ValueError, r"start=10"),
-        (lambda: ops.fps(P[..., :2], 1), ValueError, r"shape \(B, N, 3\)"),  # knn takes any D
+        (lambda: ops.fps(P[..., :0], 1), ValueError, r"shape \(B, N, D\) with D >= 1"),
         (lambda: ops.knn(P[..., :0], 1), ValueError, r"shape \(B, N, D\) with D >= 1"),
         (lambda: ops.knn(P, 1, P[..., :2]), ValueError, r"dimensions differ"),
         (lambda: ops.knn(P.long(), 1), TypeError, r"float32 or float64"),

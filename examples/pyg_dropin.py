@@ -11,7 +11,6 @@ Builds a kNN graph and a radius graph with PyG's transforms and runs a ``Dynamic
 from __future__ import annotations
 
 import torch
-
 import torch_geometric
 
 import pointlib.interop.pyg_lib as pl
@@ -22,9 +21,9 @@ if tuple(int(v) for v in torch_geometric.__version__.split(".")[:2]) >= (2, 8):
 else:
     tc.install()  # sys.modules["torch_cluster"] and PyG's references -> pointlib
 
-from torch_geometric.data import Batch, Data  # noqa: E402
-from torch_geometric.nn import DynamicEdgeConv  # noqa: E402
-from torch_geometric.transforms import KNNGraph, RadiusGraph  # noqa: E402
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import DynamicEdgeConv
+from torch_geometric.transforms import KNNGraph, RadiusGraph
 
 
 def main() -> None:

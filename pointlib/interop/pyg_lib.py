@@ -136,7 +136,7 @@ def _register() -> None:
     global _lib
     if _state["registered"]:
         return
-    _lib = torch.library.Library("pyg", "FRAGMENT")  # noqa: TOR901 - kept alive in _lib
+    _lib = torch.library.Library("pyg", "FRAGMENT")  # kept alive: dropping it unregisters
     for name, schema in _SCHEMAS.items():
         _lib.define(schema)
         _lib.impl(name, _IMPLS[name], "CompositeExplicitAutograd")

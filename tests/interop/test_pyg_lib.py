@@ -142,3 +142,17 @@ def test_torch_geometric_28_layers_through_the_shim(shim):
     torch.testing.assert_close(out, h(torch.cat([fi, f[nb] - fi], -1)).amax(1))
     assert XConv(0, 8, dim=3, kernel_size=8, hidden_channels=4)(None, x, b).shape == (120, 8)
     assert knn_interpolate(f, x, x[:9], b, b[:9], k=3).shape == (9, 16)
+
+
+@pytest.mark.skipif(not PYG28, reason="ProteinMPNN ships with torch-geometric >= 2.8")
+def test_torch_geometric_28_protein_mpnn_through_the_shim(shim):
+    from torch_geometric.llm.models.protein_mpnn import ProteinMPNN
+
+    torch.manual_seed(0)
+    n = 40
+    x, b = gauss(n * 4, 3, 10).view(n, 4, 3) * 3, torch.arange(n) // 20
+    m = ProteinMPNN(hidden_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_neighbors=8)
+    out = m.eval()(
+        x, torch.arange(n) % 21, torch.ones(n), torch.ones(n), torch.arange(n) % 20, b, b
+    )
+    assert out.shape == (n, 21) and torch.isfinite(out).all()

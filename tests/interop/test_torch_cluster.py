@@ -286,3 +286,39 @@ def test_pyg_gravnet_and_interpolate_kernels_equal_reference(dropin, monkeypatch
     w = 1.0 / d2.clamp(min=1e-16)
     want = (x[idx] * w[..., None]).sum(1) / w.sum(1, keepdim=True)
     torch.testing.assert_close(interp, want)
+
+
+def test_pyg_xconv_schnet_visnet_through_the_dropin(dropin, monkeypatch):
+    """XConv (knn_graph), SchNet and ViSNet (radius_graph) run through the drop-in; SchNet's
+    output equals the same model on an interaction graph written out from dense distances."""
+    from torch_geometric.nn import XConv
+    from torch_geometric.nn.models import SchNet, ViSNet
+
+    torch.manual_seed(0)
+    pos = gauss(60, 3, 40) * 0.8
+    b = torch.arange(60) // 20
+    z = torch.randint(1, 10, (60,), generator=torch.Generator().manual_seed(6))
+    xconv = XConv(0, 8, dim=3, kernel_size=8, hidden_channels=4)
+    schnet = SchNet(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=10,
+                    cutoff=1.5)  # fmt: skip
+    visnet = ViSNet(hidden_channels=16, num_layers=2, num_rbf=8, cutoff=1.5)
+    with torch.no_grad():
+        outs = [xconv(None, pos, b), schnet(z, pos, b), visnet(z, pos, b)[0]]
+
+        def dense_graph(p, batch):  # every same-graph pair within the cutoff, no self-loops
+            d = torch.cdist(p.double(), p.double())
+            ok = (d < 1.5) & (batch[:, None] == batch[None]) & ~torch.eye(len(p), dtype=bool)
+            row, col = ok.nonzero(as_tuple=True)
+            return torch.stack([row, col]), (p[row] - p[col]).norm(dim=-1)
+
+        assert max(int(c) for c in torch.bincount(b)) - 1 <= 32  # no max_num_neighbors cap
+        ref = SchNet(hidden_channels=16, num_filters=16, num_interactions=2, num_gaussians=10,
+                     cutoff=1.5, interaction_graph=dense_graph)  # fmt: skip
+        ref.load_state_dict(schnet.state_dict())
+        torch.testing.assert_close(outs[1], ref(z, pos, b), rtol=1e-5, atol=1e-5)
+        monkeypatch.setenv("POINTLIB_BACKEND", "torch")  # the same layers on the reference
+        again = [xconv(None, pos, b), schnet(z, pos, b), visnet(z, pos, b)[0]]
+    assert outs[0].shape == (60, 8) and outs[1].shape == (3, 1) and outs[2].shape == (3, 1)
+    for a, c in zip(outs, again):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, c, rtol=0, atol=0)

@@ -8,6 +8,7 @@ pass over real training shapes, ``eval()``; then the test shapes are given unrot
     python benchmarks/bench_invariance.py                    # cls + partseg, float64 + float32
     python benchmarks/bench_invariance.py --models risurconv_cls --dtypes float32 --shapes 8
     python benchmarks/bench_invariance.py --json out.json    # also write the figures as JSON
+    python benchmarks/bench_invariance.py --adversarial planar_grid --models risurconv_cls_tiny
 
 Needs the real minis (``$POINTLIB_DATA_ROOT``: ``modelnet40_normal_resampled_mini`` and
 ``shapenetpart_mini``); ``--synthetic`` uses generated clouds instead.
@@ -24,7 +25,7 @@ import torch
 
 from pointlib.geometry import apply_rotation, random_rotation
 from pointlib.models import create_model
-from pointlib.testing import data_root, make_cloud
+from pointlib.testing import ADVERSARIAL_KINDS, adversarial_cloud, data_root, make_cloud
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rotations", type=int, default=None, help="rotations (cls 8, partseg 4)")
     p.add_argument("--faithful", action="store_true", help="faithful mode (negative control)")
     p.add_argument("--synthetic", action="store_true", help="generated clouds, not real shapes")
+    p.add_argument("--adversarial", choices=ADVERSARIAL_KINDS, default=None,
+                   help="one adversarial cloud of pointlib.testing (ties everywhere); "
+                   "BatchNorm statistics from generated clouds")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
@@ -125,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             n_pts = 256
         shapes = a.shapes or (8 if seg else 24)
         rots = a.rotations or (4 if seg else 8)
-        if a.synthetic:
+        if a.adversarial:
+            shapes = 1
+            xyz, nrm = adversarial_cloud(a.adversarial, n_pts, dtype=torch.float64)
+            extra = torch.tensor([3]) if seg else None
+            test = (xyz, nrm, extra)
+            cx, cn = make_cloud(4, n_pts, dtype=torch.float64)
+            calib = (cx, cn, torch.arange(4) % 16 if seg else None)
+        elif a.synthetic:
             xyz, nrm = make_cloud(shapes, n_pts, dtype=torch.float64)
             extra = torch.arange(shapes) % 16 if seg else None
             test = calib = (xyz, nrm, extra)
@@ -144,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             res = measure(model, test, dtype, rots)
             res.update(
                 model=name, dtype=dn, shapes=shapes, rotations=rots,
-                faithful=a.faithful, synthetic=a.synthetic, seconds=time.perf_counter() - t0,
+                faithful=a.faithful, synthetic=a.synthetic, adversarial=a.adversarial,
+                seconds=time.perf_counter() - t0,
             )  # fmt: skip
             rows.append(res)
             print(

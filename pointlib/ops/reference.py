@@ -269,3 +269,50 @@ def fps(points: Tensor, npoint: int, start: int = 0, tie_rtol: float = 0.0) -> T
         else:
             last = mind.argmax(dim=1)  # first maximum: lowest index on ties
     return idx
+
+
+#: The block size cap of the official pointops FPS kernel (``cuda_utils.h``: 1024 threads).
+CUDA_FPS_MAX_BLOCK = 1024
+
+
+def cuda_fps_tie_keys(N: int, device: torch.device | None = None) -> Tensor:
+    """``(N,)`` int64 tie-break keys of the official pointops CUDA FPS kernel (smallest wins).
+
+    The kernel runs one block of ``bs`` threads per cloud, ``bs`` the largest power of two
+    ``<= N`` capped at :data:`CUDA_FPS_MAX_BLOCK`; thread ``t`` scans ``k = t, t + bs, ...`` and
+    keeps its first maximum, and the shared-memory reduction ``update(t, t + s)`` for
+    ``s = bs/2, ..., 1`` keeps the left operand on ties. Among exactly tied maxima the winner is
+    therefore the smallest ``(bitrev(k mod bs), k)`` (``bitrev`` over ``log2(bs)`` bits), which
+    is the key ``bitrev(k mod bs) * N + k``.
+    """
+    bits = min(max(N, 1).bit_length() - 1, CUDA_FPS_MAX_BLOCK.bit_length() - 1)
+    k = torch.arange(N, device=device)
+    t = k % (1 << bits)
+    rev = torch.zeros_like(t)
+    for b in range(bits):
+        rev |= ((t >> b) & 1) << (bits - 1 - b)
+    return rev * N + k
+
+
+def fps_cuda_ties(points: Tensor, npoint: int, start: int = 0) -> Tensor:
+    """FPS with the official CUDA kernel's tie rule -> ``idx (B, npoint)`` int64.
+
+    As :func:`fps` (same distances, same running minima) except that among exactly tied maxima
+    the step takes the smallest key of :func:`cuda_fps_tie_keys` instead of the lowest index.
+    Once every remaining distance is 0 that is index 0, as the kernel does.
+    """
+    points = points.detach()
+    B, N, _ = points.shape
+    batch = torch.arange(B, device=points.device)
+    keys = cuda_fps_tie_keys(N, points.device).expand(B, N)
+    never = torch.iinfo(torch.int64).max
+    idx = torch.empty(B, npoint, dtype=torch.long, device=points.device)
+    mind = torch.full((B, N), float("inf"), dtype=points.dtype, device=points.device)
+    last = torch.full((B,), start, dtype=torch.long, device=points.device)
+    for i in range(npoint):
+        idx[:, i] = last
+        d2 = sqdist(points[batch, last][:, None, :], points)[:, 0]
+        torch.minimum(mind, d2, out=mind)
+        tied = mind == mind.amax(dim=1, keepdim=True)
+        last = torch.where(tied, keys, never).argmin(dim=1)
+    return idx

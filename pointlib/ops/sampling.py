@@ -17,6 +17,7 @@ def fps(
     *,
     start: int = 0,
     tie_rtol: float = 0.0,
+    tie_break: str = "lowest",
     backend: str = "auto",
 ) -> Tensor:
     """Greedy farthest point sampling.
@@ -31,6 +32,11 @@ def fps(
             selected set is within ``tie_rtol·R`` of the largest, so rounding noise (e.g. of a
             rotation) cannot reorder points whose distances are tied. The rotation-invariant
             models use ``512·eps`` of the dtype.
+        tie_break: ``"lowest"`` (the contract: exact ties to the lowest index) or ``"cuda"``:
+            the official pointops CUDA kernel's rule, the smallest bit-reversed thread id
+            (:func:`pointlib.ops.reference.cuda_fps_tie_keys`), for faithful reproduction of
+            the reference code's centres. ``"cuda"`` runs on the torch reference (any device)
+            and needs ``tie_rtol == 0``.
         backend: as for :func:`pointlib.ops.knn`. ``D != 3`` runs on the compiled backends'
             ragged kernel (one graph per cloud) when ``tie_rtol == 0``; with a tie tolerance it
             needs the ``torch`` backend (``auto`` falls back to it).
@@ -54,6 +60,25 @@ def fps(
     if not (tie_rtol >= 0 and math.isfinite(tie_rtol)):
         raise ValueError(f"tie_rtol must be a finite number >= 0, got {tie_rtol}")
     points = points.to(compute_dtype(points.dtype)).contiguous()
+    if tie_break != "lowest":
+        return _fps_cuda_ties(points, npoint, start, tie_rtol, tie_break, backend)
     params = {"npoint": npoint, "start": start, "tie_rtol": tie_rtol, "d": D}
     _, impl = select("fps", points, backend, **params)
     return impl(points, npoint, start, tie_rtol)
+
+
+def _fps_cuda_ties(
+    points: Tensor, npoint: int, start: int, tie_rtol: float, tie_break: str, backend: str
+) -> Tensor:
+    from pointlib.ops import reference
+    from pointlib.ops._dispatch import BackendUnavailableError
+
+    if tie_break != "cuda":
+        raise ValueError(f"tie_break must be 'lowest' or 'cuda', got {tie_break!r}")
+    if tie_rtol != 0:
+        raise ValueError("tie_break='cuda' reproduces exact ties only: use tie_rtol=0")
+    if backend not in ("auto", "torch"):
+        raise BackendUnavailableError(
+            f"fps(tie_break='cuda') runs on the torch reference only, not backend={backend!r}"
+        )
+    return reference.fps_cuda_ties(points, npoint, start)

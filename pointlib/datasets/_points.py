@@ -152,21 +152,24 @@ def sample_indices(
     return out
 
 
-def estimate_normals(xyz: np.ndarray, k: int = 32, chunk: int = 64) -> np.ndarray:
+def estimate_normals(
+    xyz: np.ndarray, k: int = 32, chunk: int = 64, *, raw_sign: bool = False
+) -> np.ndarray:
     """Unit normals ``(M, N, 3)`` float32 for clouds ``xyz (M, N, 3)`` with an invariant sign.
 
     :func:`pointlib.features.estimate_normals`: the LRA of spec §1.6 (``k`` nearest neighbours
     including the point, weights ``d_max - d_j``, eigenvector of the smallest eigenvalue)
     oriented **away from the cloud centroid** (``n · (x - c) >= 0``). Both the axis and
     ``x - c`` rotate with the cloud, so the sign commutes with any rotation. Runs in chunks of
-    ``chunk`` clouds to bound memory.
+    ``chunk`` clouds to bound memory. ``raw_sign=True`` keeps the eigensolver's sign instead
+    (``torch.linalg.eigh``, as the reference code's ``compute_LRA``; not rotation invariant).
     """
     from pointlib.features import estimate_normals as lra_normals
 
     out = np.empty(xyz.shape, dtype=np.float32)
     for s in range(0, len(xyz), chunk):
         pts = torch.from_numpy(np.ascontiguousarray(xyz[s : s + chunk], dtype=np.float32))
-        out[s : s + chunk] = lra_normals(pts, k=min(k, pts.shape[1])).numpy()
+        out[s : s + chunk] = lra_normals(pts, k=min(k, pts.shape[1]), faithful=raw_sign).numpy()
     return out
 
 

@@ -15,8 +15,10 @@ Keys ``data (M, 2048, 3)``, ``label (M,)`` (``mask`` is ignored). Clouds are red
 ``num_points`` by FPS from index 0 (as the recipe's pointops FPS, spec §4.2) and, the scans
 having no normals, normals are **estimated** once (k=32 weighted local PCA, i.e. the LRA, with a
 rotation-invariant sign: oriented away from the cloud centroid; see
-:func:`pointlib.datasets._points.estimate_normals`) and cached. xyz are used as stored
-(``normalize=False`` by default, like the recipe).
+:func:`pointlib.datasets._points.estimate_normals`) and cached. ``normal_sign="raw"`` keeps the
+eigensolver's sign instead, as the official loader does (``compute_LRA``, spec §1.6): use it with
+``risurconv_cls(faithful=True)`` to reproduce the reference pipeline, not for invariance. xyz
+are used as stored (``normalize=False`` by default, like the recipe).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class ScanObjectNN(PointCloudDataset):
         num_points: points per cloud (default 1024; the files hold 2048).
         variant: ``"OBJ_ONLY"``, ``"OBJ_BG"`` or ``"PB_T50_RS"`` (default, the paper's "hardest").
         normal_k: neighbours for normal estimation. (default: 32)
+        normal_sign: ``"invariant"`` (default: away from the centroid, rotation invariant) or
+            ``"raw"`` (the eigensolver's sign, as the official loader; faithful reproduction).
         normals, transform, normalize, sampling, seed, cache_dir, cache: as for ModelNet40.
     """
 
@@ -80,6 +84,7 @@ class ScanObjectNN(PointCloudDataset):
         normalize: bool | None = None,
         sampling: str = "fps",
         normal_k: int = 32,
+        normal_sign: str = "invariant",
         seed: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         cache: bool = True,
@@ -91,7 +96,10 @@ class ScanObjectNN(PointCloudDataset):
             raise ValueError(f"{self.name}: split must be 'train' or 'test', got {split!r}")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+        if normal_sign not in ("invariant", "raw"):
+            raise ValueError(f"normal_sign must be 'invariant' or 'raw', got {normal_sign!r}")
         self.variant = variant
+        self.normal_sign = normal_sign
         self.STATS = self.STATS_BY_VARIANT[variant]  # type: ignore[misc]
         self.classes = list(self.CLASSES)
         self.format = "h5"
@@ -108,6 +116,7 @@ class ScanObjectNN(PointCloudDataset):
             "seed": self.seed,
             "normal_k": int(normal_k),
             "normals_estimated": bool(normals),
+            "normal_sign": normal_sign,
         }
         cdir = resolve_cache_dir(root_p, self.name, cache_dir, cache)
         arrays, self.cache_path = load_cached(
@@ -147,8 +156,8 @@ class ScanObjectNN(PointCloudDataset):
         xyz = np.ascontiguousarray(np.take_along_axis(data, idx[..., None], axis=1))
         out = {"xyz": xyz, "labels": labels}
         if with_normals:
-            out["normals"] = estimate_normals(xyz, k=k)
+            out["normals"] = estimate_normals(xyz, k=k, raw_sign=self.normal_sign == "raw")
         return out
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}"
+        return f"variant={self.variant!r}, normal_sign={self.normal_sign!r}"

@@ -44,6 +44,25 @@ def test_scanobjectnn_normals_rotation_invariant_sign(tmp_path, cache):
     assert abs(nr - n @ R.T).max() < 1e-3  # same normals, same signs after rotation
 
 
+def test_scanobjectnn_raw_normal_sign_is_the_eigensolvers(tmp_path, cache):
+    """``normal_sign="raw"`` (faithful pipeline): the LRA with torch.linalg.eigh's own sign, the
+    same axes as the invariant normals up to sign, cached separately."""
+    from pointlib.features import local_reference_axis
+
+    root = write_scanobjectnn(tmp_path / "h5_files", n=2)
+    inv = ScanObjectNN(root, "test", 48, cache_dir=cache)
+    raw = ScanObjectNN(root, "test", 48, normal_sign="raw", cache_dir=cache)
+    assert raw.cache_path != inv.cache_path and "normal_sign='raw'" in repr(raw)
+    xyz = torch.from_numpy(raw._xyz.astype("float32"))
+    want = local_reference_axis(xyz, 32, faithful=True)
+    torch.testing.assert_close(torch.from_numpy(raw._normals), want, rtol=0, atol=1e-6)
+    a, b = torch.from_numpy(raw._normals), torch.from_numpy(inv._normals)
+    torch.testing.assert_close(a.abs(), b.abs(), rtol=0, atol=1e-5)  # same axes
+    assert bool(((a * b).sum(-1) < 0).any())  # but some signs differ: a real choice
+    with pytest.raises(ValueError, match="normal_sign must be 'invariant' or 'raw'"):
+        ScanObjectNN(root, "test", 48, normal_sign="flip", cache_dir=cache)
+
+
 def test_scanobjectnn_missing_and_corrupt(tmp_path, cache):
     root = write_scanobjectnn(tmp_path / "h5_files")
     (root / "main_split_nobg" / "test_objectdataset.h5").unlink()

@@ -16,6 +16,7 @@ from pointlib.models.vision import (  # noqa: F401
     inline,
     nat,
     transnext,
+    volo,
 )
 
 #: the small registered variants the tests run (forward, backward, gradient reach)
@@ -29,6 +30,7 @@ TEST_MODELS: tuple[str, ...] = (
     "nat_test_tiny",
     "rala_test_tiny",
     "transnext_test_tiny",
+    "volo_test_tiny",
 )
 
 __all__ = ["TEST_MODELS"]

@@ -20,6 +20,7 @@ FULL_COUNTS: dict[str, tuple[int, float, float, str]] = {
     "crossvit_tiny_240": (7_014_800, 7_014_800, 0, "timm 7,014,800 (paper 6.9M)"),
     "davit_tiny": (28_360_168, 28_360_168, 0, "timm 28,360,168 (paper 28.3M)"),
     "halonet26t": (12_480_288, 12_480_288, 0, "timm 12,480,288"),
+    "volo_d1_224": (26_632_040, 26_632_040, 0, "timm 26,632,040 (paper 27M)"),
     "nat_mini": (19_984_174, 20e6, 1e6, "NAT paper: NAT-Mini 20M"),
     "inline_deit_tiny": (6_477_736, 6.5e6, 0.1e6, "InLine paper: InLine-DeiT-T 6.5M"),
     "transnext_micro": (12_809_304, 12.8e6, 0.1e6, "TransNeXt paper: Micro 12.8M"),
@@ -88,6 +89,7 @@ def test_wrong_channels_is_a_clear_error(name):
         ("transnext_test_tiny", 48, "not divisible by 32x32"),
         ("inline_test_tiny", 40, "built for 32x32"),
         ("rala_test_tiny", 40, "built for 32x32"),
+        ("volo_test_tiny", 48, "built for 32x32"),
     ],
 )
 def test_wrong_image_size_is_a_clear_error(name, size, match):

@@ -85,6 +85,27 @@ CASES = {
         },
         128,
     ),
+    # 40 px, stride-4 stem: a 10x10 outlook map (5x5 stride-2 windows, zero-padded borders),
+    # two outlookers, two class-attention blocks and the aux head
+    "volo_d1_224": (
+        lambda: timm.models.volo.VOLO(
+            layers=(2, 1, 1),
+            img_size=40,
+            patch_size=4,
+            stem_hidden_dim=16,
+            embed_dims=(24, 48, 48),
+            num_heads=(2, 4, 4),
+        ),
+        {
+            "layers": (2, 1, 1),
+            "img_size": 40,
+            "patch_size": 4,
+            "stem_hidden_dim": 16,
+            "embed_dims": (24, 48, 48),
+            "num_heads": (2, 4, 4),
+        },
+        40,
+    ),
 }
 
 

@@ -111,6 +111,7 @@ def _converter(model: nn.Module) -> Callable[[StateDict, nn.Module], StateDict]:
     from pointlib.models.vision.crossvit import CrossViT
     from pointlib.models.vision.davit import DaViT
     from pointlib.models.vision.halonet import HaloNet
+    from pointlib.models.vision.shvit import SHViT
     from pointlib.models.vision.volo import VOLO
 
     table: list[tuple[type, Callable[[StateDict, nn.Module], StateDict]]] = [
@@ -119,6 +120,7 @@ def _converter(model: nn.Module) -> Callable[[StateDict, nn.Module], StateDict]:
         (DaViT, _davit),
         (HaloNet, _halonet),
         (VOLO, _identical),
+        (SHViT, _identical),
     ]
     for cls, fn in table:
         if isinstance(model, cls):

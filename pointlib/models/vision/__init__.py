@@ -15,6 +15,7 @@ from pointlib.models.vision import (  # noqa: F401
     halonet,
     inline,
     nat,
+    shvit,
     transnext,
     volo,
 )
@@ -29,6 +30,7 @@ TEST_MODELS: tuple[str, ...] = (
     "inline_test_tiny",
     "nat_test_tiny",
     "rala_test_tiny",
+    "shvit_test_tiny",
     "transnext_test_tiny",
     "volo_test_tiny",
 )

@@ -32,6 +32,27 @@ def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
     model.load_state_dict(sd)
 
 
+def _randomise_fan_in(model: torch.nn.Module, seed: int = 0) -> None:
+    """He-scaled weights and unit-ish norm gains: deep conv + BatchNorm stacks (SHViT) attenuate
+    0.1-std weights so much that attention logits vanish and the comparison would be vacuous
+    (SHViT, VOLO: checked by MIXER_LOGITS below)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, val in model.state_dict().items():
+        if not val.is_floating_point():
+            sd[key] = val
+        elif "running_var" in key:
+            sd[key] = torch.rand(val.shape, generator=g, dtype=val.dtype) + 0.5
+        elif val.dim() > 1:
+            std = val[0].numel() ** -0.5
+            sd[key] = std * torch.randn(val.shape, generator=g, dtype=val.dtype)
+        elif key.endswith(".weight"):
+            sd[key] = 1 + 0.2 * torch.randn(val.shape, generator=g, dtype=val.dtype)
+        else:
+            sd[key] = 0.1 * torch.randn(val.shape, generator=g, dtype=val.dtype)
+    model.load_state_dict(sd)
+
+
 def _halonet_timm(**kw):
     from timm.models.byoanet import model_cfgs
     from timm.models.byobnet import ByoBlockCfg, ByobNet, interleave_blocks
@@ -47,6 +68,15 @@ def _halonet_timm(**kw):
     )
     return ByobNet(cfg)
 
+
+_SHVIT_SMALL = {
+    "embed_dim": (16, 32, 48),
+    "partial_dim": (8, 12, 16),
+    "qk_dim": (8, 8, 8),
+    "depth": (1, 2, 1),
+    "types": ("i", "s", "s"),
+    "num_classes": 10,
+}
 
 # Reduced widths/depths keep the check fast; every code path of the full variants is exercised
 # (the full variants' parameter counts are checked in test_backbones.py).
@@ -106,6 +136,19 @@ CASES = {
         },
         40,
     ),
+    # 72 px: stage maps 5x5 (no mixer), 3x3 and 2x2 (single-head attention on a channel slice)
+    "shvit_s1": (
+        lambda: timm.models.shvit.SHViT(**_SHVIT_SMALL),
+        _SHVIT_SMALL,
+        72,
+    ),
+}
+RANDOMISE = {"shvit_s1": _randomise_fan_in, "volo_d1_224": _randomise_fan_in}
+
+# the token mixer's logit projection of one block, per model: scaling it must change the output
+MIXER_LOGITS = {
+    "volo_d1_224": lambda m: m.network[0][0].attn.attn.weight,
+    "shvit_s1": lambda m: m.stages[1].blocks[0].mixer.m.qkv.c.weight[:8],
 }
 
 
@@ -114,7 +157,7 @@ def test_forward_matches_timm(name):
     build_timm, kwargs, size = CASES[name]
     torch.manual_seed(0)
     ref = build_timm().double().eval()
-    _randomise(ref)
+    RANDOMISE.get(name, _randomise)(ref)
     ours = create_model(name, **kwargs).double().eval()
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     load_timm_weights(ours, ref.state_dict())
@@ -123,6 +166,13 @@ def test_forward_matches_timm(name):
         expected, got = ref(x), ours(x)
     assert expected.abs().max() > 1e-3  # a meaningful comparison, not two zero vectors
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-9)
+    if name in MIXER_LOGITS:  # the attention itself is exercised: its logits move the output
+        with torch.no_grad():
+            for model in (ref, ours):
+                MIXER_LOGITS[name](model).mul_(3.0)
+            moved, got = ref(x), ours(x)
+        assert (moved - expected).abs().max() > 1e-3 * expected.abs().max()
+        torch.testing.assert_close(got, moved, atol=1e-10, rtol=1e-9)
 
 
 def test_conversion_is_not_the_identity_where_layouts_differ():

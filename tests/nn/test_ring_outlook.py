@@ -20,7 +20,7 @@ def _randomise(module, seed=0):
 def _loop(mod: RingOutlook, h: torch.Tensor) -> torch.Tensor:
     """Per centre, per head, per output slot: softmax over input slots of the logits predicted
     from the mean normalised slot feature, times the input slots' values."""
-    B, S, K, C = h.shape
+    B, S, K, _ = h.shape
     H, d = mod.heads, mod.head_dim
     x = mod.norm(h)
     out = torch.zeros_like(h)

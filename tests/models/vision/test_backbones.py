@@ -22,6 +22,9 @@ FULL_COUNTS: dict[str, tuple[int, float, float, str]] = {
     "halonet26t": (12_480_288, 12_480_288, 0, "timm 12,480,288"),
     "volo_d1_224": (26_632_040, 26_632_040, 0, "timm 26,632,040 (paper 27M)"),
     "shvit_s1": (6_330_808, 6_330_808, 0, "timm 6,330,808 (paper 6.3M)"),
+    # counted by instantiating the official VisionTransformer(apply_dhvt=True) of
+    # ArieSeirack/DHVT (dhvt_tiny_imagenet_patch16 settings); the README truncates it to 6.2M
+    "dhvt_tiny": (6_267_334, 6_267_334, 0, "official code 6,267,334 (README 6.2M)"),
     "nat_mini": (19_984_174, 20e6, 1e6, "NAT paper: NAT-Mini 20M"),
     "inline_deit_tiny": (6_477_736, 6.5e6, 0.1e6, "InLine paper: InLine-DeiT-T 6.5M"),
     "transnext_micro": (12_809_304, 12.8e6, 0.1e6, "TransNeXt paper: Micro 12.8M"),

@@ -200,3 +200,43 @@ def test_shvit_single_head_attention_matches_a_per_query_loop():
     (gr,) = torch.autograd.grad((ref * g).sum(), x)
     assert gr.abs().max() > 1e-3
     torch.testing.assert_close(gx, gr, atol=1e-12, rtol=1e-10)
+
+
+def test_dhvt_head_token_attention_matches_a_per_query_loop():
+    from pointlib.models.vision.dhvt import HeadTokenAttention
+
+    torch.manual_seed(0)
+    b, n, c, nh = 2, 5, 12, 3
+    m = HeadTokenAttention(c, nh)
+    _randomise(m)
+    x = torch.randn(b, n, c, requires_grad=True)
+
+    def loop(x):
+        g = c // nh
+        # head token j: GELU(LN_chunk(Linear(mean over all tokens of channel group j))) + embed_j
+        hts = []
+        for j in range(nh):
+            t = m.ht_proj(x[:, :, j * g : (j + 1) * g].mean(1))  # [b, c]
+            t = torch.cat([m.ht_norm(t[:, i * g : (i + 1) * g]) for i in range(nh)], -1)
+            hts.append(F.gelu(t) + m.head_embed[0, j])
+        seq = torch.cat([x, torch.stack(hts, 1)], 1)  # [b, n + H, c]
+        q, k, v = m.attn.qkv(seq).chunk(3, -1)
+        outs = []
+        for i in range(n + nh):  # one query token at a time, over every token
+            heads = []
+            for hd in range(nh):
+                sl = slice(hd * g, (hd + 1) * g)
+                a = torch.softmax((q[:, i, None, sl] * k[:, :, sl]).sum(-1) * g**-0.5, 1)
+                heads.append((a[..., None] * v[:, :, sl]).sum(1))
+            outs.append(torch.cat(heads, -1))
+        y = m.attn.proj(torch.stack(outs, 1))
+        cls = y[:, :1] + y[:, n:].mean(1, keepdim=True)
+        return torch.cat([cls, y[:, 1:n]], 1)
+
+    out, ref = m(x), loop(x)
+    torch.testing.assert_close(out, ref)
+    gr = torch.randn_like(out)
+    (a,) = torch.autograd.grad((out * gr).sum(), x)
+    (e,) = torch.autograd.grad((ref * gr).sum(), x)
+    assert e.abs().max() > 1e-3
+    torch.testing.assert_close(a, e)

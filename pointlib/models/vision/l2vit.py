@@ -8,8 +8,8 @@ A four-stage hierarchical transformer whose blocks alternate (within each stage)
   as the reference) -> residual -> CPE -> MLP;
 * **LGA** (linear global attention): CPE -> LN -> ReLU linear attention with a learned per-head
   temperature and a denominator clamped at 100
-  (:func:`pointlib.attention.linear.clamped_linear_attention`) -> residual -> **LCM** (local concentration: LN, 7x7 depthwise conv, GELU, BN, 7x7 depthwise
-  conv, residual) -> MLP.
+  (:func:`pointlib.attention.linear.clamped_linear_attention`) -> residual -> **LCM** (local
+  concentration: LN, 7x7 depthwise conv, GELU, BN, 7x7 depthwise conv, residual) -> MLP.
 
 Stem: two stride-2 3x3 conv+BN (ReLU between) and a LayerNorm; downsampling: LayerNorm then a
 2x2 stride-2 conv. Module names follow the official ``classification/models/l2vit.py``.

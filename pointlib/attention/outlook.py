@@ -53,7 +53,7 @@ def _check(logits: Tensor, v: Tensor, index: Tensor) -> tuple[int, int, int]:
 def outlook_attention(
     logits: Tensor,
     v: Tensor,
-    index: Tensor,
+    index: Tensor | None,
     *,
     scale: float = 1.0,
     dropout_p: float = 0.0,
@@ -66,7 +66,9 @@ def outlook_attention(
             slot ``t`` (predicted from each group's centre token).
         v: ``(B, H, N, Dv)`` values.
         index: ``(1 or B, G, K)`` token id of every slot, in ``[0, N]``; ``N`` is the zero
-            padding token (see the module docstring).
+            padding token (see the module docstring). ``None``: group ``g`` owns the ``K``
+            consecutive tokens ``g*K .. g*K+K-1`` (``N = G*K``, no gather and no overlap:
+            point rings whose per-pair features are not shared between rings).
         scale: logit multiplier applied before the softmax (VOLO: ``head_dim ** -0.5``).
         dropout_p: dropout on the slot weights (training only; pass ``0`` in eval).
         return_groups: return the per-group outputs ``(B, H, G, K, Dv)`` instead of folding.
@@ -75,12 +77,22 @@ def outlook_attention(
         ``(B, H, N, Dv)``: ``out[n] = sum_{(g, s): index[g, s] = n} y[g, s]``, or the
         unfolded ``y`` with ``return_groups``.
     """
-    B, N, Bi = _check(logits, v, index)
     H, G, K = logits.shape[1], logits.shape[2], logits.shape[3]
+    if index is None:
+        if v.dim() != 4 or v.shape[:2] != logits.shape[:2] or v.shape[2] != G * K:
+            raise ValueError(
+                f"with index=None, v must be (B, H, G*K={G * K}, D), got {tuple(v.shape)}"
+            )
+        B, N, Bi = v.shape[0], v.shape[2], 0
+    else:
+        B, N, Bi = _check(logits, v, index)
     D = v.shape[-1]
-    w = torch.softmax(logits * scale, dim=-1)
+    w = torch.softmax(logits * scale if scale != 1.0 else logits, dim=-1)
     if dropout_p > 0.0:
         w = F.dropout(w, dropout_p)
+    if index is None:  # contiguous, disjoint groups: the fold is a reshape
+        y = w @ v.view(B, H, G, K, D)
+        return y if return_groups else y.reshape(B, H, N, D)
     vp = torch.cat([v, v.new_zeros(B, H, 1, D)], dim=2)  # token N = zero padding
     flat = index.reshape(Bi, G * K).long()
     if Bi == 1:

@@ -100,8 +100,8 @@ class RingOutlook(nn.Module):
             logits = circulant(logits.view(B, S, self.heads, K))
         logits = logits.transpose(1, 2)  # (B, H, S, K, K)
         v = self.v(x).view(B, S * K, self.heads, self.head_dim).transpose(1, 2)
-        index = torch.arange(S * K, device=h.device).view(1, S, K)  # each ring owns its slots
-        y = outlook_attention(logits, v, index, scale=self.head_dim**-0.5, return_groups=True)
+        # index=None: each ring owns its K slots (pair features are not shared between rings)
+        y = outlook_attention(logits, v, None, scale=self.head_dim**-0.5, return_groups=True)
         y = y.permute(0, 2, 3, 1, 4).reshape(B, S, K, C)
         return h + self.proj(y)
 

@@ -116,3 +116,22 @@ def test_bad_shapes_are_clear_errors():
         outlook_attention(logits, v, torch.zeros(1, 3, 4))
     with pytest.raises(ValueError, match="channels-last"):
         OutlookAttention(8, 2)(torch.randn(1, 8, 4, 4)[:, :3])
+
+
+def test_contiguous_groups_without_an_index():
+    """``index=None`` (each group owns K consecutive tokens) equals the explicit index."""
+    g = torch.Generator().manual_seed(3)
+    B, H, G, K, D = 2, 2, 4, 5, 3
+    logits = torch.randn(B, H, G, K, K, generator=g, dtype=torch.float64)
+    v = torch.randn(B, H, G * K, D, generator=g, dtype=torch.float64)
+    index = torch.arange(G * K).view(1, G, K)
+    for groups in (False, True):
+        torch.testing.assert_close(
+            outlook_attention(logits, v, None, return_groups=groups),
+            outlook_attention(logits, v, index, return_groups=groups),
+        )
+    torch.testing.assert_close(
+        outlook_attention(logits, v, None), _loop_reference(logits, v, index, 1.0)
+    )
+    with pytest.raises(ValueError, match="G\\*K"):
+        outlook_attention(logits, v[:, :, :-1], None)

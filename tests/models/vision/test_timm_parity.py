@@ -143,10 +143,14 @@ CASES = {
         72,
     ),
 }
-RANDOMISE = {"shvit_s1": _randomise_fan_in, "volo_d1_224": _randomise_fan_in}
+# He-scaled weights everywhere: with 0.1-std weights HaloNet's logits barely depended on the
+# input (relative sample spread 1e-10, q/k x3 moved the output by 3e-6), CrossViT's by 5e-3
+RANDOMISE = dict.fromkeys(CASES, _randomise_fan_in)
 
 # the token mixer's logit projection of one block, per model: scaling it must change the output
 MIXER_LOGITS = {
+    "halonet26t": lambda m: m.stages[3][0].self_attn.q.weight,
+    "crossvit_tiny_240": lambda m: m.blocks[0].blocks[0][0].attn.qkv.weight,
     "volo_d1_224": lambda m: m.network[0][0].attn.attn.weight,
     "shvit_s1": lambda m: m.stages[1].blocks[0].mixer.m.qkv.c.weight[:8],
 }

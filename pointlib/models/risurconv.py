@@ -2,7 +2,9 @@
 
 Registered: ``risurconv_cls`` (ModelNet40 configuration, ``n=2``), ``risurconv_partseg``
 (ShapeNetPart), and ``risurconv_cls_tiny`` / ``risurconv_partseg_tiny`` (few points and channels,
-for tests and CPU demos on 128-512 point clouds).
+for tests and CPU demos on 128-512 point clouds). ``risurconv_cls_outlook`` /
+``risurconv_cls_outlook_tiny`` swap the neighbourhood offset attention of the local layers for
+outlook attention on the angle-ordered rings (``mixer="outlook"``, :mod:`pointlib.nn.ring_outlook`).
 
 Both models return **logits** (the reference applies ``log_softmax`` and trains with NLL; the
 argmax is the same; train with :func:`torch.nn.functional.cross_entropy`).
@@ -28,6 +30,7 @@ from pointlib.models._point_base import (
 )
 from pointlib.models._registry import register_model
 from pointlib.nn.heads import ClassifierHead, GlobalTransformer
+from pointlib.nn.ring_outlook import RingOutlook
 from pointlib.nn.risurconv import RISurConvFeaturePropagation, RISurConvSetAbstraction
 
 __all__ = ["RISurConvCls", "RISurConvPartSeg"]
@@ -59,6 +62,12 @@ class RISurConvCls(RIClassifier):
         head_hidden: hidden widths of the head (default: ``(256, 128)``).
         dropout: head dropout (default: ``0.4``).
         normals_k: neighbours for normal estimation when ``normals`` is ``None`` (default: 32).
+        mixer: the neighbourhood mixer of the four local layers: ``"offset"`` (default, the
+            paper's offset attention among neighbours), ``"outlook"`` (VOLO outlook attention on
+            the ring-ordered slots, ``K x K`` logits from the ring's centre token) or
+            ``"cyclic"`` (the same with circulant, angular-offset logits); see
+            :class:`~pointlib.nn.RingOutlook`. The global layer keeps offset attention.
+        mixer_heads: heads of the outlook mixers (default: ``1``).
 
     Shapes:
         - input: ``xyz (B, N, 3)`` with ``N >= npoints[0] * n``, ``normals (B, N, 3)`` or ``None``
@@ -90,9 +99,13 @@ class RISurConvCls(RIClassifier):
         head_hidden: Sequence[int] = (256, 128),
         dropout: float = 0.4,
         normals_k: int = 32,
+        mixer: str = "offset",
+        mixer_heads: int = 1,
     ) -> None:
         super().__init__()
         check_cls_config(npoints, nsamples, channels)
+        if mixer not in ("offset", "outlook", "cyclic"):
+            raise ValueError(f"mixer must be 'offset', 'outlook' or 'cyclic', got {mixer!r}")
         q = self._init_inputs(faithful, locals(), npoints[0] * n, normals_k)
         self.num_classes = num_classes
         layer: dict[str, Any] = dict(
@@ -118,6 +131,9 @@ class RISurConvCls(RIClassifier):
                 over_batch=q.transformer_over_batch,
             )  # fmt: skip
         self.head = ClassifierHead(d, num_classes, head_hidden, dropout)
+        self.mixer = mixer
+        if mixer != "offset":
+            _use_ring_outlook(self.layers[:-1], nsamples, mixer_heads, mixer)
 
     def forward_features(self, xyz: Tensor, normals: Tensor | None = None) -> Tensor:
         """The global feature ``(B, channels[-1])`` after the transformer."""
@@ -206,6 +222,23 @@ class RISurConvPartSeg(RIPartSegmenter):
         self.head = part_head(self.decoder[-1].out_channels, head_hidden, num_parts, dropout)
 
 
+# --- issue 17: outlook attention on the rings (a separate hook; the stock model is untouched) ---
+
+
+def _use_ring_outlook(
+    layers: Sequence[nn.Module], nsamples: Sequence[int], heads: int, mixer: str
+) -> None:
+    """Replace each local layer's ``attn_group`` by a :class:`RingOutlook` on its ``K`` slots.
+
+    Runs after the stock model is built, so ``mixer="offset"`` keeps the stock creation order
+    (seeded initialisation and state-dict keys); ``"cyclic"`` selects the circulant kernel.
+    """
+    kernel = "cyclic" if mixer == "cyclic" else "full"
+    for layer, k in zip(layers, nsamples):
+        channels = layer.embed.out_channels
+        layer.attn_group = RingOutlook(channels, k, heads, kernel=kernel)
+
+
 def _cls(defaults: dict[str, Any], kwargs: dict[str, Any]) -> RISurConvCls:
     return RISurConvCls(**{**defaults, **kwargs})
 
@@ -233,6 +266,18 @@ def risurconv_cls(**kwargs: Any) -> RISurConvCls:
 def risurconv_cls_tiny(**kwargs: Any) -> RISurConvCls:
     """A tiny RISurConv classifier for tests and CPU demos (>= 64 points per cloud)."""
     return _cls(TINY_CLS, kwargs)
+
+
+@register_model
+def risurconv_cls_outlook(**kwargs: Any) -> RISurConvCls:
+    """RISurConv classifier with outlook attention on the rings of the local layers."""
+    return _cls({"mixer": "outlook"}, kwargs)
+
+
+@register_model
+def risurconv_cls_outlook_tiny(**kwargs: Any) -> RISurConvCls:
+    """The tiny RISurConv classifier with outlook attention on its rings (2 heads)."""
+    return _cls({**TINY_CLS, "mixer": "outlook", "mixer_heads": 2}, kwargs)
 
 
 @register_model

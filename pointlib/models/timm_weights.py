@@ -9,8 +9,8 @@ timm is not needed: pass any state dict saved by timm (``timm_model.state_dict()
     model = create_model("convit_tiny")
     load_timm_weights(model, torch.load("convit_tiny.pth", map_location="cpu"))
 
-Supported: ConViT, CrossViT, DaViT and HaloNet (``convit_*``, ``crossvit_*``, ``davit_*``,
-``halonet26t``). The key maps are:
+Supported: ConViT, CrossViT, DaViT, HaloNet, VOLO and SHViT (``convit_*``, ``crossvit_*``,
+``davit_*``, ``halonet26t``, ``volo_*``, ``shvit_*``). The key maps are:
 
 =========  ====================================================================================
 ConViT     GPSA ``attn.qk`` + ``attn.v`` -> fused ``attn.qkv``; ``attn.pos_proj`` /
@@ -22,6 +22,8 @@ DaViT      identical names (the core's ``ChannelAttention`` and ``NeighborhoodAt
 HaloNet    ``self_attn.kv`` rows regrouped from per-head ``[k_h; v_h]`` to ``[k; v]``;
            ``pos_embed.height_rel`` / ``width_rel`` -> ``pos.tables.0`` / ``.1``, rolled by the
            halo (timm indexes its tables from the window corner, the core from the query)
+VOLO       identical names (``OutlookAttention`` keeps ``v`` / ``attn`` / ``proj``)
+SHViT      identical names
 =========  ====================================================================================
 """
 
@@ -100,17 +102,25 @@ def _halonet(sd: StateDict, model: nn.Module) -> StateDict:
     return sd
 
 
+def _identical(sd: StateDict, model: nn.Module) -> StateDict:
+    return sd
+
+
 def _converter(model: nn.Module) -> Callable[[StateDict, nn.Module], StateDict]:
     from pointlib.models.vision.convit import ConViT
     from pointlib.models.vision.crossvit import CrossViT
     from pointlib.models.vision.davit import DaViT
     from pointlib.models.vision.halonet import HaloNet
+    from pointlib.models.vision.shvit import SHViT
+    from pointlib.models.vision.volo import VOLO
 
     table: list[tuple[type, Callable[[StateDict, nn.Module], StateDict]]] = [
         (ConViT, _convit),
         (CrossViT, _crossvit),
         (DaViT, _davit),
         (HaloNet, _halonet),
+        (VOLO, _identical),
+        (SHViT, _identical),
     ]
     for cls, fn in table:
         if isinstance(model, cls):
@@ -130,7 +140,7 @@ def load_timm_weights(
     """Load timm weights into a pointlib backbone of the same variant.
 
     Args:
-        model: a pointlib ConViT / CrossViT / DaViT / HaloNet.
+        model: a pointlib ConViT / CrossViT / DaViT / HaloNet / VOLO / SHViT.
         state_dict: a timm state dict (optionally nested under ``"state_dict"`` or ``"model"``).
         strict: require every key to match (``False``: skip missing/unexpected keys, e.g. a
             classifier with another number of classes, but still reject shape mismatches).

@@ -8,6 +8,7 @@ features ``(B, M, K, C)``; 1x1 convolutions are :class:`torch.nn.Linear` maps on
 :class:`RISurConvFeaturePropagation`  RISurConv decoder layer (spec §2.4)
 :class:`OffsetAttention`             offset attention among points (spec §2.2, ``SA_Layer``)
 :class:`GroupOffsetAttention`        offset attention within neighbourhoods (§2.3, ``SA_Layer_2d``)
+:class:`RingOutlook`                 outlook attention on angle-ordered rings (issue 17)
 :class:`RISPEmbedding`               ``14 -> 32 -> 64`` conv-BN-conv-BN-ReLU embedding
 :class:`RIConv2SetAbstraction`       RIConv++ SA layer (spec §7.2)
 :class:`RIConv2FeaturePropagation`   RIConv++ decoder layer
@@ -26,6 +27,7 @@ from pointlib.nn.offset_attention import GroupOffsetAttention, OffsetAttention
 from pointlib.nn.pointnet2 import PointNetSetAbstraction
 from pointlib.nn.quirks import FAITHFUL, FIXED, Quirks
 from pointlib.nn.riconv2 import RIConv2FeaturePropagation, RIConv2SetAbstraction
+from pointlib.nn.ring_outlook import RingOutlook
 from pointlib.nn.risurconv import RISurConvFeaturePropagation, RISurConvSetAbstraction
 
 __all__ = [
@@ -44,5 +46,6 @@ __all__ = [
     "RISPEmbedding",
     "RISurConvFeaturePropagation",
     "RISurConvSetAbstraction",
+    "RingOutlook",
     "SharedMLP",
 ]

@@ -106,11 +106,23 @@ def test_risurconv_partseg_full_size_real_shapenet(shared_data, dtype):
     _assert_invariant(_changes(model, xyz, nrm, cat), dtype, bound)
 
 
-@pytest.mark.parametrize("name", ["risurconv_cls_tiny", "riconv2_cls_tiny"])
+# risurconv_cls_outlook_tiny: outlook attention on the angle-ordered rings (issue 17); the
+# ring_cyclic case runs the circulant (dynamic-kernel) variant of the same mixer
+TINY_CLS = {
+    "risurconv_cls_tiny": {},
+    "riconv2_cls_tiny": {},
+    "risurconv_cls_outlook_tiny": {},
+    "ring_cyclic": {"mixer": "cyclic"},
+}
+
+
+@pytest.mark.parametrize("name", list(TINY_CLS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_tiny_cls_real_modelnet(shared_data, name, dtype):
+    kw = TINY_CLS[name]
+    name = "risurconv_cls_tiny" if name == "ring_cyclic" else name
     xyz, nrm = _modelnet(shared_data, "test", 32, 256)
-    model = _model(name, _modelnet(shared_data, "train", 16, 256), dtype)
+    model = _model(name, _modelnet(shared_data, "train", 16, 256), dtype, **kw)
     _assert_invariant(_changes(model, xyz, nrm), dtype)
 
 
@@ -154,6 +166,16 @@ def test_tiny_models_adversarial_clouds(kind, dtype):
         _assert_invariant(_changes(model, xyz, nrm), dtype)
     seg = _model("risurconv_partseg_tiny", (*make_calib(256), torch.arange(4) % 16), dtype)
     _assert_invariant(_changes(seg, xyz, nrm, torch.tensor([3])), dtype)
+
+
+@pytest.mark.parametrize("kind", ADVERSARIAL_KINDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_ring_outlook_adversarial_clouds(kind, dtype):
+    """The outlook slot mixer addresses ring slots by position: exact ties in the ring order
+    (lattices, duplicates, collinear rings) would show up here first."""
+    xyz, nrm = adversarial_cloud(kind, 256, dtype=torch.float64)
+    model = _model("risurconv_cls_outlook_tiny", make_calib(256), dtype)
+    _assert_invariant(_changes(model, xyz, nrm), dtype)
 
 
 @pytest.mark.parametrize("kind", ADVERSARIAL_KINDS)

@@ -12,10 +12,14 @@ from pointlib.models.vision import (  # noqa: F401
     convit,
     crossvit,
     davit,
+    dhvt,
     halonet,
     inline,
+    l2vit,
     nat,
+    shvit,
     transnext,
+    volo,
 )
 
 #: the small registered variants the tests run (forward, backward, gradient reach)
@@ -24,11 +28,15 @@ TEST_MODELS: tuple[str, ...] = (
     "convit_test_tiny",
     "crossvit_test_tiny",
     "davit_test_tiny",
+    "dhvt_test_tiny",
     "halonet_test_tiny",
     "inline_test_tiny",
+    "l2vit_test_tiny",
     "nat_test_tiny",
     "rala_test_tiny",
+    "shvit_test_tiny",
     "transnext_test_tiny",
+    "volo_test_tiny",
 )
 
 __all__ = ["TEST_MODELS"]

@@ -20,6 +20,13 @@ FULL_COUNTS: dict[str, tuple[int, float, float, str]] = {
     "crossvit_tiny_240": (7_014_800, 7_014_800, 0, "timm 7,014,800 (paper 6.9M)"),
     "davit_tiny": (28_360_168, 28_360_168, 0, "timm 28,360,168 (paper 28.3M)"),
     "halonet26t": (12_480_288, 12_480_288, 0, "timm 12,480,288"),
+    "volo_d1_224": (26_632_040, 26_632_040, 0, "timm 26,632,040 (paper 27M)"),
+    "shvit_s1": (6_330_808, 6_330_808, 0, "timm 6,330,808 (paper 6.3M)"),
+    # counted by instantiating the official VisionTransformer(apply_dhvt=True) of
+    # ArieSeirack/DHVT (dhvt_tiny_imagenet_patch16 settings); the README truncates it to 6.2M
+    "dhvt_tiny": (6_267_334, 6_267_334, 0, "official code 6,267,334 (README 6.2M)"),
+    # official L2ViT_Tiny of ChuanyangZheng/L2ViT also counts 28,596,781
+    "l2vit_tiny": (28_596_781, 29e6, 1e6, "L2ViT paper: L2ViT-T 29M"),
     "nat_mini": (19_984_174, 20e6, 1e6, "NAT paper: NAT-Mini 20M"),
     "inline_deit_tiny": (6_477_736, 6.5e6, 0.1e6, "InLine paper: InLine-DeiT-T 6.5M"),
     "transnext_micro": (12_809_304, 12.8e6, 0.1e6, "TransNeXt paper: Micro 12.8M"),
@@ -27,7 +34,12 @@ FULL_COUNTS: dict[str, tuple[int, float, float, str]] = {
 }
 
 # input side per test variant (default 32); 64 px where the last stage would be a single token
-INPUT_SIZE = {"biformer_test_tiny": 64, "transnext_test_tiny": 64}
+INPUT_SIZE = {
+    "biformer_test_tiny": 64,
+    "l2vit_test_tiny": 64,
+    "shvit_test_tiny": 64,
+    "transnext_test_tiny": 64,
+}
 
 
 def _input(name: str, model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
@@ -88,6 +100,7 @@ def test_wrong_channels_is_a_clear_error(name):
         ("transnext_test_tiny", 48, "not divisible by 32x32"),
         ("inline_test_tiny", 40, "built for 32x32"),
         ("rala_test_tiny", 40, "built for 32x32"),
+        ("volo_test_tiny", 48, "built for 32x32"),
     ],
 )
 def test_wrong_image_size_is_a_clear_error(name, size, match):
@@ -96,9 +109,12 @@ def test_wrong_image_size_is_a_clear_error(name, size, match):
         model(torch.randn(1, 3, size, size))
 
 
-@pytest.mark.parametrize("name", ["davit_test_tiny", "nat_test_tiny"])
+@pytest.mark.parametrize(
+    "name", ["davit_test_tiny", "l2vit_test_tiny", "nat_test_tiny", "shvit_test_tiny"]
+)
 def test_any_input_size_is_accepted(name):
-    # DaViT pads to whole windows; NAT pads maps smaller than the kernel (NATTEN semantics)
+    # DaViT pads to whole windows; NAT pads maps smaller than the kernel (NATTEN semantics);
+    # SHViT is all convolutions and global attention; L2ViT pads like DaViT
     model = create_model(name).eval()
     assert model(torch.randn(1, 3, 37, 45)).shape == (1, 10)
 

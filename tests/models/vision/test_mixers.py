@@ -166,3 +166,77 @@ def test_aggregated_attention_matches_unfold_reference():
     out = (dyn.unsqueeze(-2) @ vl.transpose(-2, -1)).squeeze(-2) + ap @ vp
     expected = m.proj(out.transpose(1, 2).reshape(b, n, c))
     torch.testing.assert_close(m(x, (h, w), (h, w)), expected)
+
+
+def test_shvit_single_head_attention_matches_a_per_query_loop():
+    from pointlib.models.vision.shvit import SingleHeadAttention
+
+    torch.manual_seed(0)
+    dim, qk, pdim, h, w = 10, 4, 6, 3, 4
+    mod = SingleHeadAttention(dim, qk, pdim).eval()
+    _randomise(mod)
+    with torch.no_grad():
+        for bn in (mod.qkv.bn, mod.proj[1].bn):
+            bn.running_var.uniform_(0.5, 1.5)
+            bn.running_mean.normal_()
+    x = torch.randn(2, dim, h, w, requires_grad=True)
+
+    def loop(x):
+        x1, x2 = x[:, :pdim], x[:, pdim:]
+        qkv = mod.qkv(mod.pre_norm(x1)).flatten(2)  # [B, 2qk + pdim, N]
+        q, k, v = qkv[:, :qk], qkv[:, qk : 2 * qk], qkv[:, 2 * qk :]
+        cols = []
+        for i in range(h * w):  # one query pixel at a time, over every key pixel
+            logits = torch.stack([(q[:, :, i] * k[:, :, j]).sum(1) for j in range(h * w)], 1)
+            a = torch.softmax(logits * qk**-0.5, dim=1)  # [B, N]
+            cols.append((v * a[:, None]).sum(-1))
+        x1 = torch.stack(cols, -1).view(x.shape[0], pdim, h, w)
+        return mod.proj(torch.cat([x1, x2], 1))
+
+    out, ref = mod(x), loop(x)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-10)
+    g = torch.randn_like(out)
+    (gx,) = torch.autograd.grad((out * g).sum(), x)
+    (gr,) = torch.autograd.grad((ref * g).sum(), x)
+    assert gr.abs().max() > 1e-3
+    torch.testing.assert_close(gx, gr, atol=1e-12, rtol=1e-10)
+
+
+def test_dhvt_head_token_attention_matches_a_per_query_loop():
+    from pointlib.models.vision.dhvt import HeadTokenAttention
+
+    torch.manual_seed(0)
+    b, n, c, nh = 2, 5, 12, 3
+    m = HeadTokenAttention(c, nh)
+    _randomise(m)
+    x = torch.randn(b, n, c, requires_grad=True)
+
+    def loop(x):
+        g = c // nh
+        # head token j: GELU(LN_chunk(Linear(mean over all tokens of channel group j))) + embed_j
+        hts = []
+        for j in range(nh):
+            t = m.ht_proj(x[:, :, j * g : (j + 1) * g].mean(1))  # [b, c]
+            t = torch.cat([m.ht_norm(t[:, i * g : (i + 1) * g]) for i in range(nh)], -1)
+            hts.append(F.gelu(t) + m.head_embed[0, j])
+        seq = torch.cat([x, torch.stack(hts, 1)], 1)  # [b, n + H, c]
+        q, k, v = m.attn.qkv(seq).chunk(3, -1)
+        outs = []
+        for i in range(n + nh):  # one query token at a time, over every token
+            heads = []
+            for hd in range(nh):
+                sl = slice(hd * g, (hd + 1) * g)
+                a = torch.softmax((q[:, i, None, sl] * k[:, :, sl]).sum(-1) * g**-0.5, 1)
+                heads.append((a[..., None] * v[:, :, sl]).sum(1))
+            outs.append(torch.cat(heads, -1))
+        y = m.attn.proj(torch.stack(outs, 1))
+        cls = y[:, :1] + y[:, n:].mean(1, keepdim=True)
+        return torch.cat([cls, y[:, 1:n]], 1)
+
+    out, ref = m(x), loop(x)
+    torch.testing.assert_close(out, ref)
+    gr = torch.randn_like(out)
+    (a,) = torch.autograd.grad((out * gr).sum(), x)
+    (e,) = torch.autograd.grad((ref * gr).sum(), x)
+    assert e.abs().max() > 1e-3
+    torch.testing.assert_close(a, e)

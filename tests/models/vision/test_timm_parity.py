@@ -32,6 +32,27 @@ def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
     model.load_state_dict(sd)
 
 
+def _randomise_fan_in(model: torch.nn.Module, seed: int = 0) -> None:
+    """He-scaled weights and unit-ish norm gains: deep conv + BatchNorm stacks (SHViT) attenuate
+    0.1-std weights so much that attention logits vanish and the comparison would be vacuous
+    (SHViT, VOLO: checked by MIXER_LOGITS below)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, val in model.state_dict().items():
+        if not val.is_floating_point():
+            sd[key] = val
+        elif "running_var" in key:
+            sd[key] = torch.rand(val.shape, generator=g, dtype=val.dtype) + 0.5
+        elif val.dim() > 1:
+            std = val[0].numel() ** -0.5
+            sd[key] = std * torch.randn(val.shape, generator=g, dtype=val.dtype)
+        elif key.endswith(".weight"):
+            sd[key] = 1 + 0.2 * torch.randn(val.shape, generator=g, dtype=val.dtype)
+        else:
+            sd[key] = 0.1 * torch.randn(val.shape, generator=g, dtype=val.dtype)
+    model.load_state_dict(sd)
+
+
 def _halonet_timm(**kw):
     from timm.models.byoanet import model_cfgs
     from timm.models.byobnet import ByoBlockCfg, ByobNet, interleave_blocks
@@ -47,6 +68,15 @@ def _halonet_timm(**kw):
     )
     return ByobNet(cfg)
 
+
+_SHVIT_SMALL = {
+    "embed_dim": (16, 32, 48),
+    "partial_dim": (8, 12, 16),
+    "qk_dim": (8, 8, 8),
+    "depth": (1, 2, 1),
+    "types": ("i", "s", "s"),
+    "num_classes": 10,
+}
 
 # Reduced widths/depths keep the check fast; every code path of the full variants is exercised
 # (the full variants' parameter counts are checked in test_backbones.py).
@@ -85,6 +115,44 @@ CASES = {
         },
         128,
     ),
+    # 40 px, stride-4 stem: a 10x10 outlook map (5x5 stride-2 windows, zero-padded borders),
+    # two outlookers, two class-attention blocks and the aux head
+    "volo_d1_224": (
+        lambda: timm.models.volo.VOLO(
+            layers=(2, 1, 1),
+            img_size=40,
+            patch_size=4,
+            stem_hidden_dim=16,
+            embed_dims=(24, 48, 48),
+            num_heads=(2, 4, 4),
+        ),
+        {
+            "layers": (2, 1, 1),
+            "img_size": 40,
+            "patch_size": 4,
+            "stem_hidden_dim": 16,
+            "embed_dims": (24, 48, 48),
+            "num_heads": (2, 4, 4),
+        },
+        40,
+    ),
+    # 72 px: stage maps 5x5 (no mixer), 3x3 and 2x2 (single-head attention on a channel slice)
+    "shvit_s1": (
+        lambda: timm.models.shvit.SHViT(**_SHVIT_SMALL),
+        _SHVIT_SMALL,
+        72,
+    ),
+}
+# He-scaled weights everywhere: with 0.1-std weights HaloNet's logits barely depended on the
+# input (relative sample spread 1e-10, q/k x3 moved the output by 3e-6), CrossViT's by 5e-3
+RANDOMISE = dict.fromkeys(CASES, _randomise_fan_in)
+
+# the token mixer's logit projection of one block, per model: scaling it must change the output
+MIXER_LOGITS = {
+    "halonet26t": lambda m: m.stages[3][0].self_attn.q.weight,
+    "crossvit_tiny_240": lambda m: m.blocks[0].blocks[0][0].attn.qkv.weight,
+    "volo_d1_224": lambda m: m.network[0][0].attn.attn.weight,
+    "shvit_s1": lambda m: m.stages[1].blocks[0].mixer.m.qkv.c.weight[:8],
 }
 
 
@@ -93,7 +161,7 @@ def test_forward_matches_timm(name):
     build_timm, kwargs, size = CASES[name]
     torch.manual_seed(0)
     ref = build_timm().double().eval()
-    _randomise(ref)
+    RANDOMISE.get(name, _randomise)(ref)
     ours = create_model(name, **kwargs).double().eval()
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     load_timm_weights(ours, ref.state_dict())
@@ -102,6 +170,13 @@ def test_forward_matches_timm(name):
         expected, got = ref(x), ours(x)
     assert expected.abs().max() > 1e-3  # a meaningful comparison, not two zero vectors
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-9)
+    if name in MIXER_LOGITS:  # the attention itself is exercised: its logits move the output
+        with torch.no_grad():
+            for model in (ref, ours):
+                MIXER_LOGITS[name](model).mul_(3.0)
+            moved, got = ref(x), ours(x)
+        assert (moved - expected).abs().max() > 1e-3 * expected.abs().max()
+        torch.testing.assert_close(got, moved, atol=1e-10, rtol=1e-9)
 
 
 def test_conversion_is_not_the_identity_where_layouts_differ():

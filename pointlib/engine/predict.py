@@ -229,7 +229,7 @@ class Predictor:
     def __init__(self, checkpoint: str | os.PathLike[str], *, device: str = "auto") -> None:
         from pointlib.engine.checkpoint import load_checkpoint, model_from_checkpoint
         from pointlib.engine.distributed import DistInfo
-        from pointlib.engine.trainer import resolve_device
+        from pointlib.engine.runinfo import resolve_device
 
         state = load_checkpoint(checkpoint)
         self.path = str(state["path"])

@@ -1,4 +1,10 @@
-"""Probe the optional compiled extension ``pointlib._C`` once, without ever failing import.
+"""Probe the optional compiled extension ``pointlib._C`` once.
+
+Import never fails because of the extension, unless ``POINTLIB_REQUIRE_EXT=1``: then a missing or
+unloadable ``pointlib._C`` raises ``ImportError`` with the reason and the build command (for GPU
+jobs, which must fail rather than silently run the ``torch`` fallback). Otherwise the reason is
+logged on the ``pointlib._ext`` logger: at INFO when the extension was never built, at WARNING
+when it exists but does not load (e.g. undefined symbols after a torch upgrade).
 
 Flags are module attributes read at call time, so tests can monkeypatch them.
 
@@ -9,6 +15,8 @@ Flags are module attributes read at call time, so tests can monkeypatch them.
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 
 import torch
@@ -23,6 +31,8 @@ HAS_CPU_EXT = False
 HAS_CUDA_EXT = False
 BUILD_INFO = ""
 IMPORT_ERROR: BaseException | None = None
+
+log = logging.getLogger(__name__)
 
 try:
     from pointlib import _C  # noqa: F401  (registers torch.ops.pointlib.*)
@@ -47,6 +57,22 @@ try:
         HAS_CUDA_EXT = False
 except Exception as exc:  # ImportError, undefined symbols after a torch upgrade, ...
     IMPORT_ERROR = exc
+
+
+def _report_missing(exc: BaseException) -> None:
+    """Raise (``POINTLIB_REQUIRE_EXT=1``) or log why ``pointlib._C`` is unavailable."""
+    why = f"pointlib._C could not be loaded ({type(exc).__name__}: {exc})"
+    hint = BUILD_HINT.format(mode="auto")
+    if os.environ.get("POINTLIB_REQUIRE_EXT") == "1":
+        raise ImportError(f"POINTLIB_REQUIRE_EXT=1 but {why}; {hint}") from exc
+    never_built = isinstance(exc, ModuleNotFoundError) and exc.name == "pointlib._C"
+    level = logging.INFO if never_built else logging.WARNING
+    log.log(level, "%s; the compiled cpu/cuda backends are unavailable and ops use the torch "
+            "reference (%s)", why, hint)  # fmt: skip
+
+
+if IMPORT_ERROR is not None:
+    _report_missing(IMPORT_ERROR)
 
 
 def describe() -> str:

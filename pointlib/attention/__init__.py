@@ -39,8 +39,10 @@ from pointlib.attention.position import (
     RelPosMLP,
     RelPosTable,
 )
+from pointlib.attention.spec import AttentionSpec
 
 __all__ = [
+    "AttentionSpec",
     "ChannelAttention",
     "ContentRelPos",
     "GatedPositional",

@@ -18,95 +18,25 @@ linear kernels, and used as the test oracle).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pointlib.attention._index import _check_index, _check_qkv, _fold_bias, _gather
+from pointlib.attention.channel import channel_attention
+from pointlib.attention.linear import feature_map, linear_kv_first, linear_weights
 from pointlib.attention.neighborhood import Neighborhood
+from pointlib.attention.spec import AttentionSpec, ResolvedSpec
 
-Kernel = Literal["softmax", "linear", "offset"]
-BackendName = Literal["auto", "sdpa", "explicit"]
-
-__all__ = ["attention", "channel_attention", "feature_map"]
+__all__ = ["AttentionSpec", "attention", "channel_attention", "feature_map"]
 
 _GLOBAL = Neighborhood()
+_Opts = ResolvedSpec  # the resolved per-call options the mode implementations read
 _Result = Tensor | tuple[Tensor, Tensor]
 #: elements of gathered K+V per SDPA call (16 MiB in float32: cache-friendly, bounded memory)
 CHUNK_ELEMENTS = 1 << 22
-
-
-def feature_map(x: Tensor, name: str) -> Tensor:
-    """Positive feature maps of linear attention: ``"elu1"`` (ELU+1), ``"relu"``, ``"identity"``."""
-    if name == "elu1":
-        return F.elu(x) + 1.0
-    if name == "relu":
-        return F.relu(x)
-    if name == "identity":
-        return x
-    raise ValueError(f"feature_map must be 'elu1', 'relu' or 'identity', got {name!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# validation and gathering
-
-
-def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor) or t.dim() != 4:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a head-split (B, H, N, D) tensor, got {shape}")
-    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
-        raise ValueError(
-            f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}; "
-            "need q (B,H,Nq,D), k (B,H,Nk,D), v (B,H,Nk,Dv)"
-        )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k head widths differ: {q.shape[-1]} vs {k.shape[-1]}")
-
-
-def _check_index(idx: Tensor, name: str, B: int, n: int, rows: int | None) -> Tensor:
-    if idx.dim() != 3 or idx.shape[0] not in (1, B):
-        raise ValueError(f"{name} must have shape (1 or B={B}, rows, K), got {tuple(idx.shape)}")
-    if rows is not None and idx.shape[1] != rows:
-        raise ValueError(f"{name} has {idx.shape[1]} rows, expected {rows} (one per query)")
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-        raise IndexError(
-            f"{name} is out of range: values in [{int(idx.min())}, {int(idx.max())}] "
-            f"but there are {n} tokens"
-        )
-    return idx.long()
-
-
-def _gather(x: Tensor, idx: Tensor) -> Tensor:
-    """``x (B, H, N, D)``, ``idx (Bi, R, K)`` -> ``(B, R, H, K, D)`` (autograd through index)."""
-    B, H, N, D = x.shape
-    _Bi, R, K = idx.shape
-    flat = x.transpose(1, 2).reshape(B * N, H * D)
-    gidx = idx + (torch.arange(B, device=idx.device) * N).view(B, 1, 1)  # broadcasts Bi == 1
-    out = flat.index_select(0, gidx.reshape(-1)).view(B, R, K, H, D)
-    return out.transpose(2, 3)
-
-
-def _fold_bias(bias: Tensor | None, shape: tuple[int, ...], K: int, M: int) -> Tensor | None:
-    """Broadcast ``bias`` to ``shape[:-1] + (K + M,)`` (zeros on extras when it covers K only)."""
-    if bias is None:
-        return None
-    last = bias.shape[-1]
-    try:
-        if last == K + M:
-            return bias.expand(*shape[:-1], K + M)
-        if M and last == K:
-            b = bias.expand(*shape[:-1], K)
-            return torch.cat([b, b.new_zeros(*shape[:-1], M)], -1)
-        if last == 1:
-            return bias.expand(*shape[:-1], K + M)
-    except RuntimeError as e:
-        raise ValueError(f"bias {tuple(bias.shape)} does not broadcast to {shape}") from e
-    raise ValueError(f"bias last dim {last} must be K={K} or K+M={K + M} (logits {shape})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,81 +57,6 @@ def _softmax_weights(
     return w
 
 
-def _linear_weights(
-    q: Tensor,
-    k: Tensor,
-    scale: float | None,
-    mask: Tensor | None,
-    fmap: str,
-    norm: str,
-    rope: Callable[[Tensor], Tensor] | None,
-) -> Tensor:
-    """Explicit (qk-first) linear-attention weights ``(Bf, H, Lq, Lk)``; the oracle for
-    :func:`_linear_kv_first`."""
-    fq, fk = feature_map(q, fmap), feature_map(k, fmap)
-    m = None if mask is None else mask.to(fq.dtype)
-    n = fk.new_full((), fk.shape[-2]) if m is None else m.sum(-1, keepdim=True).clamp(min=1)
-    if norm == "rala":
-        fk = _rala_reweight(fq, fk, scale, m)
-    sim = fq @ fk.transpose(-1, -2)
-    if m is not None:
-        sim = sim * m
-    if norm in ("positive", "rala"):
-        den = sim.sum(-1, keepdim=True)
-        if rope is not None:
-            sim = rope(fq) @ rope(fk).transpose(-1, -2)
-            if m is not None:
-                sim = sim * m
-        return sim / den.clamp_min(1e-6)
-    # injective (InLine): rows sum to 1, entries may be negative
-    s = 1.0 / n if scale is None else scale
-    cen = sim - sim.sum(-1, keepdim=True) / n
-    w = cen * s + 1.0 / n
-    return w if m is None else w * m
-
-
-def _rala_reweight(fq: Tensor, fk: Tensor, scale: float | None, m: Tensor | None) -> Tensor:
-    """RALA key reweighting ``alpha_j = n * softmax_j(mean_i phi(q_i) . phi(k_j) * scale)``."""
-    s = fq.shape[-1] ** -0.5 if scale is None else scale
-    qm = fq.mean(-2, keepdim=True)  # (Bf, H, 1, D)
-    logit = (qm @ fk.transpose(-1, -2)) * s  # (Bf, H, 1, Lk)
-    if m is not None:
-        mk = m.amax(-2, keepdim=True) > 0  # key valid for any query
-        logit = logit.masked_fill(~mk, float("-inf"))
-        n = mk.sum(-1, keepdim=True).to(fq.dtype)
-    else:
-        n = fk.new_full((), fk.shape[-2])
-    alpha = logit.softmax(-1) * n
-    return fk * alpha.transpose(-1, -2)
-
-
-def _linear_kv_first(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    scale: float | None,
-    fmap: str,
-    norm: str,
-    rope: Callable[[Tensor], Tensor] | None,
-) -> Tensor:
-    """Global linear attention in O(N D^2): ``phi(q) (phi(k)^T v)`` (no mask)."""
-    fq, fk = feature_map(q, fmap), feature_map(k, fmap)
-    n = fk.shape[-2]
-    if norm == "rala":
-        fk = _rala_reweight(fq, fk, scale, None)
-    ksum = fk.sum(-2, keepdim=True)  # (Bf, H, 1, D)
-    if norm in ("positive", "rala"):
-        den = (fq * ksum).sum(-1, keepdim=True)
-        nq, nk = (rope(fq), rope(fk)) if rope is not None else (fq, fk)
-        kv = nk.transpose(-1, -2) @ v  # (Bf, H, D, Dv)
-        return (nq @ kv) / den.clamp_min(1e-6)
-    s = 1.0 / n if scale is None else scale
-    kv = fk.transpose(-1, -2) @ v
-    vsum = v.sum(-2, keepdim=True)
-    centred = fq @ kv - (fq * ksum).sum(-1, keepdim=True) * vsum / n
-    return centred * s + vsum / n
-
-
 # --------------------------------------------------------------------------------------------
 # the public functional
 
@@ -211,22 +66,15 @@ def attention(
     k: Tensor,
     v: Tensor,
     nbr: Neighborhood | None = None,
+    spec: AttentionSpec | None = None,
     *,
     bias: Tensor | None = None,
-    scale: float | None = None,
-    kernel: Kernel = "softmax",
     extra_k: Tensor | None = None,
     extra_v: Tensor | None = None,
     pos_logits: Tensor | None = None,
     pos_gate: Tensor | None = None,
-    feature_map: str = "elu1",
-    linear_norm: Literal["positive", "injective", "rala"] = "positive",
-    rope: Callable[[Tensor], Tensor] | None = None,
-    l1_axis: Literal["query", "group"] = "query",
-    dropout_p: float = 0.0,
-    backend: BackendName = "auto",
-    chunk: int | None = None,
     return_attn: bool = False,
+    **options: Any,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Neighbourhood attention on head-split tensors (see the module docstring for shapes).
 
@@ -235,103 +83,90 @@ def attention(
         k: ``(B, H, Nk, D)`` keys.
         v: ``(B, H, Nk, Dv)`` values.
         nbr: the neighbourhood; ``None`` is global attention.
+        spec: the kernel and implementation choices (:class:`AttentionSpec`; default: softmax,
+            ``backend="auto"``).
         bias: additive logits, broadcastable to the mode's logit shape (last dim ``K`` or
             ``K + M``). Softmax and offset kernels only.
-        scale: logit scale. Default ``D ** -0.5`` (softmax), ``1.0`` (offset, as PCT); for
-            ``linear_norm="injective"`` the default ``1/N`` matches InLine; for ``"rala"`` it is the
-            routing temperature ``D ** -0.5``; unused by ``"positive"``.
-        kernel: ``"softmax"``; ``"linear"`` (``phi(q)^T sum_j phi(k_j) v_j^T`` normalised per
-            ``linear_norm``); ``"offset"`` (PCT/RISurConv double normalisation, explicit path:
-            ``A = softmax_j(q_i.k_j*scale + bias)``, ``A~ = A / (1e-9 + sum over l1_axis)``,
-            ``out_j = sum_i A~_ij v_i``; self-attention only, ``Nq == Nk`` / ``q_index=None``).
         extra_k, extra_v: ``(B, H, M, D)`` / ``(B, H, M, Dv)`` global tokens appended to every
             neighbourhood under the same softmax (TransNeXt pooled tokens, NATTEN
             ``additional_keys``). Softmax kernel only.
         pos_logits, pos_gate: ConViT gated positional softmax. ``pos_logits`` has the logit
             shape; ``pos_gate`` (``(H,)`` in ``[0, 1]``, e.g. ``sigmoid(lambda)``) mixes
             ``(1 - g) softmax(qk*s + bias) + g softmax(pos_logits)`` (two SDPA calls).
-        feature_map: ``"elu1"``, ``"relu"`` or ``"identity"`` (linear kernel).
-        linear_norm: ``"positive"`` (divide by ``phi(q_i).sum_j phi(k_j)``), ``"injective"``
-            (InLine: ``w_ij = s (phi_i.phi_j - mean_l phi_i.phi_l) + 1/N``, rows sum to 1), or
-            ``"rala"`` (RALA key reweighting ``alpha_j = N softmax_j(mean_i phi(q_i).phi(k_j) s)``,
-            then positive normalisation).
-        rope: optional function applied to ``phi(q)``/``phi(k)`` in the numerator only (RALA).
-        l1_axis: offset kernel: ``"query"`` normalises each key column over the queries of its own
-            group (PCT; groups independent); ``"group"`` over the groups of the batch element at
-            the same (query slot, key slot), as RISurConv's ``SA_Layer_2d`` (couples groups).
-        dropout_p: attention dropout (on the weights; per branch with ``pos_gate``).
-        backend: ``"auto"`` (SDPA for softmax without ``return_attn``, else explicit), ``"sdpa"``
-            (error if the request needs the explicit path) or ``"explicit"``.
-        chunk: queries (query mode) or groups (group mode) per SDPA call; default keeps the
-            gathered K/V under :data:`CHUNK_ELEMENTS` elements.
         return_attn: also return the weights, shaped like the logits (``K + M`` last).
+        **options: fields of :class:`AttentionSpec` (``kernel=``, ``scale=``, ``feature_map=``,
+            ``linear_norm=``, ``rope=``, ``l1_axis=``, ``dropout_p=``, ``backend=``,
+            ``chunk=``), applied on top of ``spec``; ``attention(q, k, v, kernel="linear")``
+            equals ``attention(q, k, v, spec=AttentionSpec(kernel="linear"))``.
 
     Returns:
         ``(B, H, Nq, Dv)`` (or ``(B, H, G, Kq, Dv)`` for group mode with ``reduce="none"``), and
         the weights when ``return_attn``. Padded (``valid=False``) slots get exactly zero weight;
         a query with no valid key and no extra token gets a zero output.
     """
+    spec = _spec_of(spec, options)
     nbr = _GLOBAL if nbr is None else nbr
     _check_qkv(q, k, v)
-    if kernel not in ("softmax", "linear", "offset"):
-        raise ValueError(f"kernel must be 'softmax', 'linear' or 'offset', got {kernel!r}")
-    if backend not in ("auto", "sdpa", "explicit"):
-        raise ValueError(f"backend must be 'auto', 'sdpa' or 'explicit', got {backend!r}")
-    if linear_norm not in ("positive", "injective", "rala"):
-        raise ValueError(f"linear_norm must be 'positive', 'injective' or 'rala': {linear_norm!r}")
-    if l1_axis not in ("query", "group"):
-        raise ValueError(f"l1_axis must be 'query' or 'group', got {l1_axis!r}")
-    if (extra_k is None) != (extra_v is None):
-        raise ValueError("extra_k and extra_v must be given together")
-    M = 0
-    if extra_k is not None:
-        if kernel != "softmax":
-            raise ValueError("extra tokens are supported with kernel='softmax' only")
-        if (
-            extra_k.dim() != 4
-            or extra_k.shape[:2] != q.shape[:2]
-            or extra_v.shape[:3] != (*extra_k.shape[:3],)
-        ):
-            raise ValueError(
-                f"extra_k/extra_v must be (B, H, M, D)/(B, H, M, Dv), got "
-                f"{tuple(extra_k.shape)}, {tuple(extra_v.shape)}"
-            )
-        M = extra_k.shape[2]
-    if nbr.num_extra and nbr.num_extra != M:
-        raise ValueError(f"the neighbourhood expects {nbr.num_extra} extra tokens, got {M}")
+    M = _check_extras(q, extra_k, extra_v, nbr, spec)
     if (pos_logits is None) != (pos_gate is None):
         raise ValueError("pos_logits and pos_gate must be given together")
-    if pos_logits is not None and (kernel != "softmax" or M):
+    if pos_logits is not None and (spec.kernel != "softmax" or M):
         raise ValueError("the gated positional softmax needs kernel='softmax' and no extras")
-    if kernel == "linear" and bias is not None:
+    if spec.kernel == "linear" and bias is not None:
         raise ValueError("kernel='linear' takes no additive bias")
-    explicit_needed = return_attn or kernel != "softmax"
-    if backend == "sdpa" and explicit_needed:
-        raise ValueError(
-            "backend='sdpa' cannot serve this call (return_attn or a non-softmax kernel); "
-            "use backend='auto' or 'explicit'"
-        )
-    use_sdpa = not explicit_needed and backend != "explicit"
-    D = q.shape[-1]
-    if scale is None:
-        if kernel == "softmax":
-            scale = D**-0.5
-        elif kernel == "offset":
-            scale = 1.0
-    opts = _Opts(
-        scale=scale,
-        kernel=kernel,
-        fmap=feature_map,
-        norm=linear_norm,
-        rope=rope,
-        l1_axis=l1_axis,
-        dropout_p=dropout_p,
-        use_sdpa=use_sdpa,
-        chunk=chunk,
-        return_attn=return_attn,
-    )
+    opts = spec.resolve(q.shape[-1], return_attn)
     if pos_logits is None:
         return _run(q, k, v, nbr, bias, extra_k, extra_v, opts)
+    return _gated(q, k, v, nbr, bias, (pos_logits, pos_gate), opts)
+
+
+def _spec_of(spec: AttentionSpec | None, options: dict[str, Any]) -> AttentionSpec:
+    """``spec`` (default :class:`AttentionSpec`) with the keyword ``options`` applied."""
+    unknown = sorted(set(options) - set(AttentionSpec.fields()))
+    if unknown:
+        raise TypeError(
+            f"attention() got unexpected keyword argument(s) {', '.join(unknown)}; options are "
+            f"the AttentionSpec fields {', '.join(AttentionSpec.fields())}"
+        )
+    if spec is None:
+        return AttentionSpec(**options)
+    if not isinstance(spec, AttentionSpec):
+        raise TypeError(f"spec must be an AttentionSpec, got {type(spec).__name__}")
+    return spec.replace(**options) if options else spec
+
+
+def _check_extras(
+    q: Tensor, ek: Tensor | None, ev: Tensor | None, nbr: Neighborhood, spec: AttentionSpec
+) -> int:
+    """Validate the extra tokens against ``q``, the neighbourhood and the kernel; return M."""
+    if (ek is None) != (ev is None):
+        raise ValueError("extra_k and extra_v must be given together")
+    M = 0
+    if ek is not None:
+        if spec.kernel != "softmax":
+            raise ValueError("extra tokens are supported with kernel='softmax' only")
+        if ek.dim() != 4 or ek.shape[:2] != q.shape[:2] or ev.shape[:3] != (*ek.shape[:3],):
+            raise ValueError(
+                f"extra_k/extra_v must be (B, H, M, D)/(B, H, M, Dv), got "
+                f"{tuple(ek.shape)}, {tuple(ev.shape)}"
+            )
+        M = ek.shape[2]
+    if nbr.num_extra and nbr.num_extra != M:
+        raise ValueError(f"the neighbourhood expects {nbr.num_extra} extra tokens, got {M}")
+    return M
+
+
+def _gated(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    nbr: Neighborhood,
+    bias: Tensor | None,
+    positional: tuple[Tensor, Tensor],
+    opts: _Opts,
+) -> _Result:
+    """ConViT's gated positional softmax: ``(1 - g) attn(q, k) + g softmax(pos_logits)``."""
+    pos_logits, pos_gate = positional
     gate = pos_gate.to(q.dtype).reshape(-1)
     if gate.shape[0] not in (1, q.shape[1]):
         raise ValueError(f"pos_gate must have 1 or H={q.shape[1]} entries, got {gate.shape[0]}")
@@ -343,26 +178,10 @@ def attention(
         g = gate.view(1, -1, *([1] * (a.dim() - 2)))
         return (1 - g) * a + g * b
 
-    if return_attn:
+    if opts.return_attn:
         (o1, a1), (o2, a2) = r1, r2
         return mix(o1, o2), mix(a1, a2)
     return mix(r1, r2)
-
-
-@dataclass(slots=True)
-class _Opts:
-    """Resolved per-call options shared by the mode implementations."""
-
-    scale: float | None
-    kernel: str
-    fmap: str
-    norm: str
-    rope: Callable[[Tensor], Tensor] | None
-    l1_axis: str
-    dropout_p: float
-    use_sdpa: bool
-    chunk: int | None
-    return_attn: bool
 
 
 def _run(
@@ -437,7 +256,7 @@ def _global(
             q, k, v, attn_mask=b, dropout_p=o.dropout_p, scale=o.scale
         )
     if o.kernel == "linear" and not o.return_attn:
-        return _linear_kv_first(q, k, v, o.scale, o.fmap, o.norm, o.rope)
+        return linear_kv_first(q, k, v, o.scale, o.fmap, o.norm, o.rope)
     w = _weights(q, k, b, None, o)
     if o.kernel == "offset":  # global = one group: "group" normalises over that single group
         w = w / (1e-9 + (w.sum(-2, keepdim=True) if o.l1_axis == "query" else w))
@@ -449,7 +268,7 @@ def _global(
 
 def _weights(q: Tensor, k: Tensor, bias: Tensor | None, mask: Tensor | None, o: _Opts) -> Tensor:
     if o.kernel == "linear":
-        return _linear_weights(q, k, o.scale, mask, o.fmap, o.norm, o.rope)
+        return linear_weights(q, k, o.scale, mask, o.fmap, o.norm, o.rope)
     return _softmax_weights(q, k, o.scale, bias, mask)
 
 
@@ -600,31 +419,3 @@ def _group(
         outs.append(out.view(B, R, H, Kq, Dv).transpose(1, 2))
     out = torch.cat(outs, 2)  # (B, H, G, Kq, Dv)
     return (out, torch.cat(attns, 2)) if o.return_attn else out
-
-
-# --------------------------------------------------------------------------------------------
-# channel tokens (DaViT)
-
-
-def channel_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None) -> Tensor:
-    """DaViT channel-group attention: channels are the tokens, positions the features.
-
-    ``A = softmax_c'(sum_n k[n, c] v[n, c'] * scale)`` (``(B, H, D, D)`` per head/group), and
-    ``out[n, c] = sum_c' A[c, c'] q[n, c']``; computed as one SDPA call on the transposed
-    tensors. Index-free and permutation-equivariant over positions.
-
-    Args:
-        q, k, v: ``(B, H, N, D)`` head-split (``H`` = channel groups).
-        scale: default ``D ** -0.5`` (DaViT).
-
-    Returns:
-        ``(B, H, N, D)``.
-    """
-    _check_qkv(q, k, v)
-    if v.shape[-1] != q.shape[-1]:
-        raise ValueError("channel attention needs equal q/k/v head widths")
-    s = q.shape[-1] ** -0.5 if scale is None else scale
-    out = F.scaled_dot_product_attention(
-        k.transpose(-1, -2), v.transpose(-1, -2), q.transpose(-1, -2), scale=s
-    )
-    return out.transpose(-1, -2)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from pointlib.attention.functional import attention, channel_attention
 from pointlib.attention.neighborhood import Neighborhood
 from pointlib.attention.position import GatedPositional
+from pointlib.attention.spec import AttentionSpec
 
 __all__ = ["ChannelAttention", "NeighborhoodAttention"]
 
@@ -161,18 +162,12 @@ class NeighborhoodAttention(nn.Module):
             k,
             v,
             nbr,
+            self.attention_spec(),
             bias=bias,
-            scale=self.scale,
-            kernel=self.kernel,
             extra_k=ek,
             extra_v=ev,
             pos_logits=pos_logits,
             pos_gate=pos_gate,
-            feature_map=self.feature_map,
-            linear_norm=self.linear_norm,
-            l1_axis=self.l1_axis,
-            dropout_p=self.attn_drop if self.training else 0.0,
-            backend=self.backend,
             return_attn=return_attn,
         )
         out, attn = res if return_attn else (res, None)
@@ -184,6 +179,18 @@ class NeighborhoodAttention(nn.Module):
             out = out * F.silu(self.gate(x))
         out = self.proj_drop(self.proj(out))
         return (out, attn) if return_attn else out
+
+    def attention_spec(self) -> AttentionSpec:
+        """The :class:`AttentionSpec` of this layer's attention call (dropout only in training)."""
+        return AttentionSpec(
+            kernel=self.kernel,
+            scale=self.scale,
+            feature_map=self.feature_map,
+            linear_norm=self.linear_norm,
+            l1_axis=self.l1_axis,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:
         return (

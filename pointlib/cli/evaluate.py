@@ -90,9 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pointlib.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from pointlib.engine.data import build_data
     from pointlib.engine.distributed import DistInfo
-    from pointlib.engine.evaluate import summarise
+    from pointlib.engine.evaluate import evaluate_test, summarise
     from pointlib.engine.rotations import sweep_rotation
-    from pointlib.engine.trainer import evaluate_test, resolve_device
+    from pointlib.engine.runinfo import resolve_device
 
     state = load_checkpoint(args.checkpoint)
     if not state.get("config"):

@@ -18,10 +18,10 @@ from torch import nn
 
 from pointlib.engine.config import Config
 from pointlib.engine.data import DataBundle, build_data
-from pointlib.engine.evaluate import ProtocolResult
+from pointlib.engine.evaluate import ProtocolResult, evaluate_test
 from pointlib.engine.outputs import atomic_write_text, dumps_json
 from pointlib.engine.rotations import sweep_rotation
-from pointlib.engine.trainer import evaluate_test, train
+from pointlib.engine.trainer import train
 
 __all__ = [
     "RobustnessRow",

@@ -14,15 +14,9 @@ ends with bit-identical weights on CPU.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
-import json
 import logging
 import math
-import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,34 +26,53 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from pointlib.engine.checkpoint import load_checkpoint, remove_stale_temps_in, save_checkpoint
-from pointlib.engine.config import Config, SchedConfig, config_to_dict, save_config
-from pointlib.engine.data import DataBundle, build_data, make_loader
-from pointlib.engine.distributed import (
-    DistInfo,
-    all_reduce,
-    barrier,
-    broadcast_buffers,
-    init_distributed,
-)
+from pointlib.engine.checkpoint import load_checkpoint
+from pointlib.engine.config import Config
+from pointlib.engine.data import DataBundle, make_loader
+from pointlib.engine.distributed import DistInfo, all_reduce, barrier, broadcast_buffers
 from pointlib.engine.evaluate import (
     ProtocolResult,
     _autocast,
-    evaluate_protocol,
+    evaluate_test,
     forward_batch,
+    write_results,
 )
 from pointlib.engine.metrics import ClassificationMeter, PartSegMeter
-from pointlib.engine.outputs import atomic_write_text, dumps_json, honour_umask
+from pointlib.engine.outputs import atomic_write_text
+from pointlib.engine.resume import RESUME_MAY_CHANGE, check_resume_compatible, rng_state
+from pointlib.engine.run_state import (
+    Run,
+    TrainState,
+    model_kwargs_for,
+    start_run,
+    write_checkpoint,
+)
+from pointlib.engine.runinfo import resolve_device, run_info, run_summary
+from pointlib.engine.schedules import apply_schedule, bn_momentum_at, lr_at
 
 __all__ = [
+    "RESUME_MAY_CHANGE",
+    "EpochOutcome",
+    "Run",
     "TrainResult",
+    "TrainState",
     "bn_momentum_at",
     "check_resume_compatible",
+    "evaluate_best",
     "evaluate_test",
     "lr_at",
+    "model_kwargs_for",
+    "record_epoch",
+    "resolve_device",
     "run_info",
     "run_summary",
+    "start_run",
     "train",
+    "train_epoch",
+    "train_step",
+    "validate_and_select",
+    "write_checkpoint",
+    "write_results",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,182 +93,17 @@ class TrainResult:
     best_model: nn.Module | None = None  # the val-selected weights the test set was run on
 
 
-# --------------------------------------------------------------------------- schedules
+@dataclass
+class EpochOutcome:
+    """What :func:`train_epoch` leaves for :func:`validate_and_select`."""
 
-
-def lr_at(s: SchedConfig, base_lr: float, epoch: int, total_epochs: int) -> float:
-    """Learning rate of ``epoch`` (0-based) under the schedule ``s`` (see :class:`SchedConfig`)."""
-    if s.name == "constant":
-        return base_lr
-    if s.name == "cosine":
-        t = epoch / max(total_epochs, 1)
-        return s.min_lr + (base_lr - s.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
-    start_lr, start_e = base_lr, 0
-    for r_epoch, r_lr in sorted(s.restarts):
-        if epoch >= r_epoch:
-            start_lr, start_e = float(r_lr), int(r_epoch)
-    k = (epoch + s.offset) // s.step_size - (start_e + s.offset) // s.step_size
-    return max(start_lr * s.gamma**k, s.min_lr)
-
-
-def bn_momentum_at(s: SchedConfig, epoch: int) -> float | None:
-    """BatchNorm momentum of ``epoch`` when ``s.bn_momentum`` is set, else None."""
-    if s.bn_momentum is None:
-        return None
-    base, gamma, step, floor = s.bn_momentum
-    return max(base * gamma ** (epoch // int(step)), floor)
-
-
-# --------------------------------------------------------------------------- run metadata
-
-
-def _git_revision() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def run_info(cfg: Config, dist_info: DistInfo, device: torch.device) -> dict[str, Any]:
-    """Seeds, library versions, git revision, host and command line of this run."""
-    import numpy
-
-    import pointlib
-
-    return {
-        "seed": cfg.train.seed,
-        "eval_seed": cfg.eval.seed,
-        "versions": {
-            "pointlib": pointlib.__version__,
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            "python": platform.python_version(),
-            "cuda": torch.version.cuda,
-        },
-        "git_revision": _git_revision(),
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "argv": sys.argv,
-        "device": str(device),
-        "world_size": dist_info.world_size,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    meter: ClassificationMeter | PartSegMeter  # this rank's training metrics of the epoch
+    lr: float
+    started: float  # time.time() at the start of the epoch
+    stopped: bool  # ``train.max_steps`` reached: last.pt written, the run ends here
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str, dist_info: DistInfo, *, flag: str = "train.device") -> torch.device:
-    """``auto`` -> CUDA (this rank's GPU under DDP) when available, else CPU.
-
-    ``flag`` is how the user chose the device (``--device``, ``train.device``); a CUDA request
-    that cannot be served raises :class:`~pointlib.engine.config.ConfigError` naming it and
-    saying whether the installed torch is a CPU-only build."""
-    from pointlib.engine.config import ConfigError
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist_info.enabled:
-        name = f"cuda:{dist_info.local_rank}"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(
-            f"{flag}: {name!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{flag}: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if torch.version.cuda is None:
-            why = f"the installed torch {torch.__version__} is a CPU-only build"
-        else:
-            why = (
-                f"no CUDA device is visible (torch {torch.__version__}, CUDA {torch.version.cuda})"
-            )
-        raise ConfigError(
-            f"{_flag(flag, name)} asks for CUDA, but {why}; use {_flag(flag, 'cpu')} (or auto)"
-        )
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"{_flag(flag, name)}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-    return device
-
-
-def run_summary(
-    cfg: Config,
-    data: DataBundle,
-    model: nn.Module,
-    device: torch.device,
-    out: Path | None,
-    dist_info: DistInfo | None = None,
-) -> str:
-    """The one line ``pointlib train`` starts with: model, parameters, data sizes, device."""
-    world = dist_info.world_size if dist_info is not None else 1
-    n_val = len(data.val) if data.val is not None else 0
-    steps = len(data.train) // (cfg.data.batch_size * world)
-    params = sum(p.numel() for p in model.parameters())
-    where = f" -> {out}" if out is not None else ""
-    procs = f" x {world} processes" if world > 1 else ""
-    return (
-        f"train {cfg.model.name} ({params:,} parameters) on {cfg.data.name}: "
-        f"{len(data.train)} train / {n_val} val / {len(data.test)} test samples, "
-        f"{cfg.data.num_points} points, {data.num_classes} classes; {cfg.train.epochs} epochs "
-        f"x {steps} steps of {cfg.data.batch_size}{procs}, augment {cfg.augment.rotation}, "
-        f"device {device}{where}"
-    )
-
-
-def _flag(flag: str, value: str) -> str:
-    """``--device cuda`` for an option, ``train.device=cuda`` for a config key."""
-    return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"
-
-
-def _set_deterministic(on: bool) -> None:
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-
-
-def model_kwargs_for(cfg: Config, data: DataBundle) -> dict[str, Any]:
-    """``cfg.model.kwargs`` with the class / part counts filled in from the data."""
-    kw = dict(cfg.model.kwargs)
-    if cfg.task == "partseg":
-        kw.setdefault("num_parts", data.num_parts)
-        kw.setdefault("num_categories", data.num_classes)
-    else:
-        kw.setdefault("num_classes", data.num_classes)
-    return kw
-
-
-def _build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if o.name == "adam":
-        return torch.optim.Adam(
-            params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-        )
-    if o.name == "adamw":
-        return torch.optim.AdamW(
-            params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-        )
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _train_batches(
@@ -277,12 +125,6 @@ def _train_batches(
     return [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]
 
 
-def _eval_batches(n: int, batch_size: int, dist_info: DistInfo) -> list[list[int]]:
-    """This rank's share of ``range(n)``, sequential, nothing padded or dropped."""
-    mine = list(range(dist_info.rank, n, dist_info.world_size))
-    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
-
-
 def _meter(cfg: Config, data: DataBundle) -> ClassificationMeter | PartSegMeter:
     if cfg.task == "partseg":
         assert data.seg_classes is not None and data.num_parts is not None
@@ -290,11 +132,12 @@ def _meter(cfg: Config, data: DataBundle) -> ClassificationMeter | PartSegMeter:
     return ClassificationMeter(data.num_classes)
 
 
-def _select_key(cfg: Config) -> str:
+def _selection(cfg: Config) -> tuple[str, float]:
+    """The metric that selects ``best.pt`` and its sign (larger signed score is better)."""
     key = cfg.train.select_metric
     if key == "auto":
-        return "instance_miou" if cfg.task == "partseg" else "oa"
-    return key
+        key = "instance_miou" if cfg.task == "partseg" else "oa"
+    return key, (-1.0 if key == "loss" else 1.0)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -308,163 +151,197 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# --------------------------------------------------------------------------- the steps
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def train_step(run: Run, batch: dict[str, Any], meter: Any, where: tuple[int, int]) -> float:
+    """One optimiser update on ``batch``; adds it to ``meter`` and returns the loss.
 
-
-# --------------------------------------------------------------------------- resuming
-
-#: Config entries that may differ between a run and its resumption (where it runs, how long,
-#: how it logs and how it is evaluated); every other entry must match the checkpoint's config.
-RESUME_MAY_CHANGE: tuple[str, ...] = (
-    "name",
-    "out",
-    "data.root",
-    "data.num_workers",
-    "data.eval_batch_size",
-    "train.epochs",
-    "train.max_steps",
-    "train.device",
-    "train.amp",
-    "train.progress",
-    "train.tensorboard",
-    "train.log_every",
-    "train.checkpoint_every_steps",
-    "train.dist_timeout_s",
-    "eval",
-    "robustness",
-)
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict) and (d or not prefix):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): d}
-
-
-def _may_change(key: str) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
-
-
-def check_resume_compatible(
-    state: dict[str, Any], cfg: Config, model_kwargs: dict[str, Any]
-) -> None:
-    """Raise ``ValueError`` when checkpoint ``state`` was not written by a run of ``cfg``.
-
-    The model name and the resolved model keywords (``faithful`` and the other quirk switches
-    included) must be equal, and so must every config entry outside :data:`RESUME_MAY_CHANGE`
-    (task, data, augmentation, optimiser, schedule, seed ...). The message names the checkpoint
-    and each differing dotted key with both values.
+    ``where`` is ``(epoch, step)``, named when the loss is not finite (``FloatingPointError``).
     """
-    where = state.get("path", "checkpoint")
-    if state["model_name"] != cfg.model.name:
-        raise ValueError(
-            f"cannot resume {where}: it holds {state['model_name']!r}, "
-            f"the config builds {cfg.model.name!r}"
+    cfg, device = run.cfg, run.device
+    batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    normals = batch.get("normals") if cfg.data.normals else None
+    with _autocast(device, run.use_amp, cfg.train.amp_dtype):
+        logits = forward_batch(run.net, batch, cfg.task, batch["xyz"], normals)
+        target = batch["parts"] if cfg.task == "partseg" else batch["label"]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss {float(loss.detach())} at epoch {where[0]}, step {where[1]}"
         )
-    saved_kw = _with_defaults(cfg.model.name, dict(state.get("model_kwargs") or {}))
-    model_kwargs = _with_defaults(cfg.model.name, model_kwargs)
-    diffs = [
-        f"model.kwargs.{k}: checkpoint {saved_kw.get(k, '<unset>')!r}, "
-        f"config {model_kwargs.get(k, '<unset>')!r}"
-        for k in sorted(set(saved_kw) | set(model_kwargs), key=str)
-        if saved_kw.get(k, _MISSING) != model_kwargs.get(k, _MISSING)
-    ]
-    saved_cfg = state.get("config")
-    if isinstance(saved_cfg, dict):
-        old = _flatten(json.loads(json.dumps(saved_cfg, default=str)))
-        new = _flatten(json.loads(json.dumps(config_to_dict(cfg), default=str)))
-        for key in sorted(set(old) & set(new)):  # keys of other pointlib versions: not compared
-            if key.startswith("model.kwargs") or _may_change(key):
-                continue
-            if old[key] != new[key]:
-                diffs.append(f"{key}: checkpoint {old[key]!r}, config {new[key]!r}")
-    if diffs:
-        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-        raise ValueError(
-            f"cannot resume {where}: the config differs from the run that wrote it ({shown}). "
-            "Resume with the original settings, or start a new run folder"
-        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if cfg.train.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    loss_value = float(loss.detach())
+    if cfg.task == "partseg":
+        meter.update(logits.detach().float(), target, batch["category"], loss_value)
+    else:
+        meter.update(logits.detach().float(), target, loss_value)
+    return loss_value
 
 
-_MISSING = object()
+def train_epoch(run: Run, state: TrainState, epoch: int, skip: int = 0) -> EpochOutcome:
+    """Train ``epoch`` from its step ``skip`` on (a resumed run's first epoch skips the steps
+    done), writing ``last.pt`` every ``train.checkpoint_every_steps`` and at ``train.max_steps``.
 
+    On ``KeyboardInterrupt`` ``last.pt`` is written to resume at the first unfinished step, with
+    the RNG state that step started from (exact unless the interrupt lands inside the optimiser
+    update itself), and the interrupt is re-raised.
+    """
+    from pointlib.engine.progress import progress as progress_bar
 
-def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` plus the defaults of the registered factory's other keyword parameters, so an
-    explicit default (``faithful=False``) equals an omitted one."""
-    import inspect
-
-    from pointlib.models._registry import _MODELS
-
-    fn = _MODELS.get(name)
-    if fn is None:
-        return dict(kwargs)
-    out = {
-        p.name: p.default
-        for p in inspect.signature(fn).parameters.values()
-        if p.default is not inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
-    out.update(kwargs)
-    return out
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def evaluate_test(
-    cfg: Config,
-    model: nn.Module,
-    data: DataBundle,
-    *,
-    rotations: list[str] | None = None,
-    num_rotations: int | None = None,
-    device: torch.device | str = "cpu",
-    dist_info: DistInfo | None = None,
-    fixed_rotation: torch.Tensor | None = None,
-    progress: bool = False,
-) -> dict[str, ProtocolResult]:
-    """Evaluate ``model`` on ``data.test`` once per test-time rotation (seeded per sample)."""
-    dist_info = dist_info or DistInfo()
-    bs = cfg.data.eval_batch_size or cfg.data.batch_size
+    cfg, data = run.cfg, run.data
+    started = time.time()
+    lr = apply_schedule(run.optimizer, run.model, cfg.sched, cfg.optim.lr, epoch, cfg.train.epochs)
+    batches = _train_batches(data.train, cfg.data.batch_size, cfg.train.seed, epoch, run.dist_info)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(epoch)
     loader = make_loader(
-        data.test, _eval_batches(len(data.test), bs, dist_info), num_workers=cfg.data.num_workers
+        data.train, batches[skip:], num_workers=cfg.data.num_workers, seed=cfg.train.seed
     )
-    out: dict[str, ProtocolResult] = {}
-    for rot in rotations if rotations is not None else cfg.eval.rotations:
-        out[rot] = evaluate_protocol(
-            model,
-            loader,
-            task=cfg.task,
-            rotation=rot,
-            num_rotations=num_rotations or cfg.eval.num_rotations,
-            seed=cfg.eval.seed,
-            up_axis=data.up_axis,
-            num_classes=data.num_classes,
-            seg_classes=data.seg_classes,
-            num_parts=data.num_parts,
-            device=device,
-            use_normals=cfg.data.normals,
-            amp=cfg.eval.amp,
-            amp_dtype=cfg.train.amp_dtype,
-            fixed_rotation=fixed_rotation,
-            progress=progress and dist_info.is_main,
-            desc=f"test {rot}",
-        )
-    return out
+    meter = _meter(cfg, data)
+    if skip and state.meter_state is not None:
+        meter.load_state(state.meter_state)
+    run.net.train()
+    desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
+    bar = progress_bar(
+        loader, desc=desc, disable=not run.progress, initial=skip, total=len(batches), leave=False
+    )
+    done = skip  # steps of this epoch whose update is complete
+    rng_at_step: dict[str, Any] | None = None  # RNG at the start of an unfinished step
+    stopped, every = False, cfg.train.checkpoint_every_steps
+    try:
+        for step_i, batch in enumerate(bar, start=skip):
+            rng_at_step = rng_state()
+            loss_value = train_step(run, batch, meter, (epoch, step_i))
+            state.global_step += 1
+            done, rng_at_step = step_i + 1, None
+            if run.progress:
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+            if run.writer is not None and state.global_step % cfg.train.log_every == 0:
+                run.writer.add_scalar("train/loss_step", loss_value, state.global_step)
+            stopped = cfg.train.max_steps is not None and state.global_step >= cfg.train.max_steps
+            if stopped or (every and state.global_step % every == 0):
+                write_checkpoint(run, state, "last.pt", (epoch, step_i + 1), meter)
+            if stopped:
+                break
+    except KeyboardInterrupt:
+        log.warning("interrupted at epoch %d after step %d; writing last.pt", epoch, done)
+        write_checkpoint(run, state, "last.pt", (epoch, done), meter, rng=rng_at_step)
+        raise
+    finally:
+        bar.close()
+    return EpochOutcome(meter=meter, lr=lr, started=started, stopped=stopped)
+
+
+def validate(run: Run) -> ProtocolResult:
+    """The validation split under the training rotation (one copy per sample)."""
+    cfg, data = run.cfg, run.data
+    assert data.val is not None
+    as_test = DataBundle(
+        train=data.train,
+        val=None,
+        test=data.val,
+        classes=data.classes,
+        up_axis=data.up_axis,
+        seg_classes=data.seg_classes,
+        num_parts=data.num_parts,
+    )
+    rot = cfg.augment.rotation
+    return evaluate_test(
+        cfg,
+        run.model,
+        as_test,
+        rotations=[rot],
+        num_rotations=1,
+        device=run.device,
+        dist_info=run.dist_info,
+    )[rot]
+
+
+def validate_and_select(
+    run: Run, state: TrainState, epoch: int, outcome: EpochOutcome
+) -> tuple[dict[str, Any], bool]:
+    """Reduce the epoch's training metrics over ranks, validate, append the epoch's row to
+    ``state.history`` and keep the weights when they beat ``state.best``.
+
+    Returns the row and whether it improved. Without a validation split every epoch improves on
+    the one before (the last epoch is "best")."""
+    broadcast_buffers(run.model)
+    meter = outcome.meter
+    meter.load_state(all_reduce(meter.state()))
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": outcome.lr}
+    row.update({f"train_{k}": v for k, v in meter.compute().items() if "/" not in k})
+    key, sign = _selection(run.cfg)
+    if run.data.val is not None:
+        val = validate(run)
+        row.update({f"val_{k}": v for k, v in val.copies[0].items() if "/" not in k})
+        score = sign * row[f"val_{key}"]
+    else:
+        score = float(epoch)
+    row["time_s"] = round(time.time() - outcome.started, 3)
+    state.history.append(row)
+    improved = score > state.best
+    if improved:
+        state.best = score
+        state.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    return row, improved
+
+
+def record_epoch(
+    run: Run, state: TrainState, epoch: int, row: dict[str, Any], improved: bool
+) -> None:
+    """Log a finished epoch: TensorBoard scalars, ``metrics.csv``, ``best.pt`` when it improved,
+    ``last.pt`` (positioned at the next epoch) and the progress line."""
+    from pointlib.engine.progress import progress_write
+
+    if run.writer is not None:
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, float) and math.isfinite(v):
+                run.writer.add_scalar(k.replace("_", "/", 1), v, epoch + 1)
+    if run.writes:
+        assert run.out is not None
+        _write_csv(run.out / "metrics.csv", state.history)
+        if improved:
+            write_checkpoint(run, state, "best.pt", (epoch + 1, 0))
+        write_checkpoint(run, state, "last.pt", (epoch + 1, 0))
+    if run.progress:
+        msg = " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+        progress_write(f"epoch {epoch + 1}/{run.cfg.train.epochs}: {msg}")
+
+
+def evaluate_best(run: Run, state: TrainState) -> tuple[nn.Module, dict[str, ProtocolResult]]:
+    """Evaluate the selected weights on the test set once per ``cfg.eval.rotations`` and write
+    ``results.json`` (and confusion plots). Returns the model tested and its results.
+
+    The selected weights are the in-memory ones of this call, else ``best.pt`` of the run folder,
+    else (no epoch ran and nothing on disk) the current model."""
+    from pointlib.models import create_model
+
+    barrier()
+    best_model, weights = run.model, state.best_weights
+    if weights is None and run.out is not None and (run.out / "best.pt").is_file():
+        weights = load_checkpoint(run.out / "best.pt", map_location=run.device)["model"]
+    if weights is not None:
+        best_model = create_model(run.cfg.model.name, **run.model_kwargs).to(run.device)
+        best_model.load_state_dict(weights)
+    results = evaluate_test(
+        run.cfg,
+        best_model,
+        run.data,
+        device=run.device,
+        dist_info=run.dist_info,
+        progress=run.progress,
+    )
+    if run.writes:
+        assert run.out is not None
+        write_results(run.out, run.cfg, results, run.data.classes)
+    return best_model, results
 
 
 # --------------------------------------------------------------------------- training
@@ -488,300 +365,35 @@ def train(
         run_test: evaluate the test set (once per ``cfg.eval.rotations``) after the last epoch.
 
     Under ``torchrun`` the model is wrapped in DDP, every rank trains on its shard, only rank 0
-    writes files, and all ranks return the same (reduced) metrics.
+    writes files, and all ranks return the same (reduced) metrics. The steps are
+    :func:`~pointlib.engine.run_state.start_run`, :func:`train_epoch`,
+    :func:`validate_and_select`, :func:`record_epoch` and :func:`evaluate_best`.
     """
-    cfg.validate()
-    dist_info = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
-    device = resolve_device(cfg.train.device, dist_info)
-    _set_deterministic(cfg.train.deterministic)
-    use_amp = cfg.train.amp and device.type in ("cuda", "cpu")
-    main = dist_info.is_main
-    out = Path(out_dir if out_dir is not None else cfg.out) if (out_dir or cfg.out) else None
-    progress = cfg.train.progress and main
-
-    for mod in cfg.model.import_modules:
-        importlib.import_module(mod)
-    torch.manual_seed(cfg.train.seed)
-    data = data if data is not None else build_data(cfg)
-    from pointlib.models import create_model
-
-    model_kwargs = model_kwargs_for(cfg, data)
-    model = create_model(cfg.model.name, **model_kwargs).to(device)
-    from pointlib.engine.preprocessing import record_preprocessing
-
-    preprocessing = record_preprocessing(cfg, data)
-    if main:
-        log.info(run_summary(cfg, data, model, device, out, dist_info))
-    optimizer = _build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=use_amp and device.type == "cuda" and cfg.train.amp_dtype == "float16"
-    )
-    select_key = _select_key(cfg)
-    sign = -1.0 if select_key == "loss" else 1.0
-
-    start_epoch, start_step, global_step = 0, 0, 0
-    best = -math.inf
-    history: list[dict[str, Any]] = []
-    meter_state: torch.Tensor | None = None
-    best_weights: dict[str, torch.Tensor] | None = None  # in memory: every rank tests the same
-    rng: dict[str, Any] | None = None
-    if resume is not None:
-        state = load_checkpoint(resume, map_location=device)
-        check_resume_compatible(state, cfg, model_kwargs)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-        global_step, best, history = state["global_step"], state["best"], state["history"]
-        meter_state, rng = state.get("meter_state"), state["rng"]
-    if rng is not None:
-        _set_rng_state(rng)
-
-    if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in remove_stale_temps_in(out):  # left by a killed earlier start of this run
-            log.info("removed stale temporary file %s", stale)
-        save_config(cfg, out / "config.resolved.yaml")
-        info = run_info(cfg, dist_info, device)
-        info.update(model=cfg.model.name, model_kwargs=model_kwargs, resumed_from=str(resume))
-        info["num_parameters"] = sum(p.numel() for p in model.parameters())
-        info["samples"] = {
-            "train": len(data.train),
-            "val": len(data.val) if data.val is not None else 0,
-            "test": len(data.test),
-        }
-        atomic_write_text(out / "run_info.json", dumps_json(info))
-
-    net: nn.Module = model
-    if dist_info.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    writer = None
-    if out is not None and main and cfg.train.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(out / "tb"))
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            log.warning("tensorboard is not installed; skipping TensorBoard logs")
-
-    def checkpoint(
-        name: str,
-        epoch: int,
-        step_in_epoch: int,
-        meter: Any | None,
-        rng: dict[str, Any] | None = None,
-    ) -> None:
-        if out is None or not main:
-            return
-        save_checkpoint(
-            out / name,
-            {
-                "model_name": cfg.model.name,
-                "model_kwargs": model_kwargs,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "global_step": global_step,
-                "best": best,
-                "history": history,
-                "meter_state": meter.state() if meter is not None else None,
-                "rng": rng if rng is not None else _rng_state(),
-                "config": config_to_dict(cfg),
-                "classes": data.classes,
-                "up_axis": data.up_axis,
-                "seg_classes": data.seg_classes,
-                "preprocessing": preprocessing,
-            },
-        )
-        honour_umask(out / name)  # save_checkpoint's temporary file is created 0600
-
-    from pointlib.engine.progress import progress as progress_bar
-    from pointlib.engine.progress import progress_write
-
-    loss_fn = nn.CrossEntropyLoss()
-    completed, stopped = True, False
-    epoch = start_epoch
+    run, state = start_run(cfg, out_dir, data, resume)
+    start_epoch, start_step = state.epoch, state.step_in_epoch
+    completed, epoch = True, start_epoch
     for epoch in range(start_epoch, cfg.train.epochs):
-        t0 = time.time()
-        lr = lr_at(cfg.sched, cfg.optim.lr, epoch, cfg.train.epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        mom = bn_momentum_at(cfg.sched, epoch)
-        if mom is not None:
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.momentum = mom
-        skip = start_step if epoch == start_epoch else 0
-        batches = _train_batches(data.train, cfg.data.batch_size, cfg.train.seed, epoch, dist_info)
-        if hasattr(data.train, "set_epoch"):
-            data.train.set_epoch(epoch)
-        loader = make_loader(
-            data.train, batches[skip:], num_workers=cfg.data.num_workers, seed=cfg.train.seed
-        )
-        meter = _meter(cfg, data)
-        if skip and meter_state is not None:
-            meter.load_state(meter_state)
-        net.train()
-        bar = progress_bar(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not progress,
-            initial=skip,
-            total=len(batches),
-            leave=False,
-        )
-        done = skip  # steps of this epoch whose update is complete
-        rng_at_step: dict[str, Any] | None = None  # RNG at the start of an unfinished step
-        try:
-            for step_i, batch in enumerate(bar, start=skip):
-                rng_at_step = _rng_state()
-                batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-                normals = batch.get("normals") if cfg.data.normals else None
-                with _autocast(device, use_amp, cfg.train.amp_dtype):
-                    logits = forward_batch(net, batch, cfg.task, batch["xyz"], normals)
-                    target = batch["parts"] if cfg.task == "partseg" else batch["label"]
-                    loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {float(loss)} at epoch {epoch}, step {step_i}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.train.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                global_step += 1
-                loss_value = float(loss.detach())
-                if cfg.task == "partseg":
-                    meter.update(logits.detach().float(), target, batch["category"], loss_value)
-                else:
-                    meter.update(logits.detach().float(), target, loss_value)
-                done, rng_at_step = step_i + 1, None
-                if progress:
-                    bar.set_postfix(loss=f"{loss_value:.3f}")
-                if writer is not None and global_step % cfg.train.log_every == 0:
-                    writer.add_scalar("train/loss_step", loss_value, global_step)
-                every = cfg.train.checkpoint_every_steps
-                if cfg.train.max_steps is not None and global_step >= cfg.train.max_steps:
-                    stopped = True
-                if stopped or (every and global_step % every == 0):
-                    checkpoint("last.pt", epoch, step_i + 1, meter)
-                if stopped:
-                    break
-        except KeyboardInterrupt:
-            # resume at the first unfinished step, with the RNG state it started from (exact
-            # unless the interrupt lands inside the optimiser update itself)
-            log.warning("interrupted at epoch %d after step %d; writing last.pt", epoch, done)
-            checkpoint("last.pt", epoch, done, meter, rng=rng_at_step)
-            raise
-        finally:
-            bar.close()
-        if stopped:
+        outcome = train_epoch(run, state, epoch, skip=start_step if epoch == start_epoch else 0)
+        if outcome.stopped:
             completed = False
             break
-        broadcast_buffers(model)
-        meter.load_state(all_reduce(meter.state()))
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-        row.update({f"train_{k}": v for k, v in meter.compute().items() if "/" not in k})
-        if data.val is not None:
-            val = evaluate_test(
-                cfg,
-                model,
-                DataBundle(
-                    train=data.train,
-                    val=None,
-                    test=data.val,
-                    classes=data.classes,
-                    up_axis=data.up_axis,
-                    seg_classes=data.seg_classes,
-                    num_parts=data.num_parts,
-                ),
-                rotations=[cfg.augment.rotation],
-                num_rotations=1,
-                device=device,
-                dist_info=dist_info,
-            )[cfg.augment.rotation]
-            row.update({f"val_{k}": v for k, v in val.copies[0].items() if "/" not in k})
-            score = sign * row[f"val_{select_key}"]
-        else:
-            score = float(epoch)  # no validation split: the last epoch is "best"
-        row["time_s"] = round(time.time() - t0, 3)
-        history.append(row)
-        improved = score > best
-        if improved:
-            best = score
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if writer is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, float) and math.isfinite(v):
-                    writer.add_scalar(k.replace("_", "/", 1), v, epoch + 1)
-        if out is not None and main:
-            _write_csv(out / "metrics.csv", history)
-            if improved:
-                checkpoint("best.pt", epoch + 1, 0, None)
-            checkpoint("last.pt", epoch + 1, 0, None)
-        if progress:
-            msg = " ".join(
-                f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr"
-            )
-            progress_write(f"epoch {epoch + 1}/{cfg.train.epochs}: {msg}")
+        row, improved = validate_and_select(run, state, epoch, outcome)
+        record_epoch(run, state, epoch, row, improved)
         barrier()
     else:
         epoch = cfg.train.epochs
-    if writer is not None:
-        writer.close()
-
+    if run.writer is not None:
+        run.writer.close()
+    _, sign = _selection(cfg)
     result = TrainResult(
-        out_dir=out,
+        out_dir=run.out,
         completed=completed,
         epochs_done=epoch,
-        global_step=global_step,
-        best_metric=sign * best if math.isfinite(best) else float("nan"),
-        history=history,
-        model=model,
+        global_step=state.global_step,
+        best_metric=sign * state.best if math.isfinite(state.best) else float("nan"),
+        history=state.history,
+        model=run.model,
     )
-    if not (completed and run_test):
-        return result
-    barrier()
-    best_model = model
-    if best_weights is None and out is not None and (out / "best.pt").is_file():
-        best_weights = load_checkpoint(out / "best.pt", map_location=device)["model"]
-    if best_weights is not None:  # else: no epoch ran in this call and no best.pt on disk
-        best_model = create_model(cfg.model.name, **model_kwargs).to(device)
-        best_model.load_state_dict(best_weights)
-    result.best_model = best_model
-    result.test = evaluate_test(
-        cfg, best_model, data, device=device, dist_info=dist_info, progress=progress
-    )
-    if out is not None and main:
-        write_results(out, cfg, result.test, data.classes)
+    if completed and run_test:
+        result.best_model, result.test = evaluate_best(run, state)
     return result
-
-
-def write_results(
-    out: Path, cfg: Config, results: dict[str, ProtocolResult], classes: list[str]
-) -> None:
-    """``results.json`` and, for classification, ``confusion_<rotation>.png`` per protocol."""
-    payload = {
-        "train_rotation": cfg.augment.rotation,
-        "protocols": {k: v.as_dict() for k, v in results.items()},
-    }
-    atomic_write_text(out / "results.json", dumps_json(payload))
-    if cfg.task == "cls":
-        from pointlib.engine.plots import plot_confusion
-
-        for rot, res in results.items():
-            if res.confusion is not None:
-                plot_confusion(
-                    res.confusion,
-                    classes,
-                    out / f"confusion_{rot}.png",
-                    title=f"{cfg.model.name}  {cfg.augment.rotation}/{rot}",
-                    copies=len(res.copies),
-                )

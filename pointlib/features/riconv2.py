@@ -24,16 +24,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pointlib.features._common import check_cloud, check_normals, dot, norm, planes, unit
+from pointlib.features._common import dot, norm, planes, unit
 from pointlib.features.ordering import cloud_scale, default_tie_rtol
 from pointlib.features.risp import (
     _check_inputs,
-    global_layer_inputs,
     ordered_neighbourhood,
     to_public,
 )
 
-__all__ = ["RICONV2_CHANNELS", "riconv2_features", "riconv2_features_global"]
+__all__ = ["RICONV2_CHANNELS", "riconv2_features"]
 
 #: Channel names in output order.
 RICONV2_CHANNELS: tuple[str, ...] = (
@@ -131,25 +130,3 @@ def riconv2_features(
         )
     )
     return feats, idx_ordered
-
-
-def riconv2_features_global(
-    xyz: Tensor, normals: Tensor, *, faithful: bool = False, tie_rtol: float | None = None
-) -> tuple[Tensor, Tensor]:
-    """RIConv++ features of the global layer (as :func:`risp_features_global`).
-
-    Centroid as ordering centre, global LRA as axis, all points as neighbours; feature origin
-    ``p`` = world origin in faithful mode, the centroid in fixed mode.
-
-    Returns:
-        ``(feats (B, 1, N, 8), idx_ordered (B, 1, N))``.
-    """
-    check_cloud(xyz, "xyz")
-    check_normals(normals, xyz, "normals", "xyz")
-    centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
-        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
-    )
-    return riconv2_features(
-        xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin,
-        tie_rtol=tie_rtol, axis_rtol=axis_rtol,
-    )  # fmt: skip

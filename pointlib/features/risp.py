@@ -41,10 +41,9 @@ from pointlib.features._common import (
     planes,
     unit,
 )
-from pointlib.features.lra import global_axis_with_tolerance, global_reference_axis
-from pointlib.features.ordering import _check_idx, default_tie_rtol, order_planes
+from pointlib.features.ordering import _check_idx, order_planes
 
-__all__ = ["RISP_CHANNELS", "risp_features", "risp_features_global"]
+__all__ = ["RISP_CHANNELS", "risp_features"]
 
 #: Channel names in output order (the reference code's variable names, spec §1.4).
 RISP_CHANNELS: tuple[str, ...] = (
@@ -233,68 +232,3 @@ def _risp_from_ordered(x: Tensor, n: Tensor, p: Tensor, n_p: Tensor, s: int) -> 
         q * dot(u0, u0, 1) - c9 * c3,  # (û_{i+s}×û_i)·(û_{i-s}×û_i)
     )
     return to_public(chans)
-
-
-def global_layer_inputs(
-    xyz: Tensor,
-    *,
-    faithful: bool,
-    tie_rtol: float | None = None,
-    normals: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Centre, axis, neighbour list, feature origin and axis tolerance of the global layer.
-
-    Returns ``(centroid (B, 1, 3), axis (B, 1, 3), idx (B, 1, N) = arange(N), origin,
-    axis_rtol)`` where ``origin`` is zeros ``(B, 1, 3)`` (the world origin) in faithful mode and
-    ``None`` (the centroid) in fixed mode, and ``axis_rtol`` is ``None`` (faithful) or the
-    ``(B, 1)`` direction uncertainty of the fixed global axis
-    (:func:`pointlib.features.lra.global_axis_with_tolerance`, which also takes the optional
-    ``(B, N, 3)`` ``normals`` for its sign rule).
-    """
-    B, N, _ = xyz.shape
-    centroid = xyz.mean(1, keepdim=True)
-    idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
-    if faithful:
-        axis = global_reference_axis(xyz, faithful=True).unsqueeze(1)
-        return centroid, axis, idx, torch.zeros_like(centroid), None
-    rtol = default_tie_rtol(xyz.dtype) if tie_rtol is None else float(tie_rtol)
-    axis, axis_rtol = global_axis_with_tolerance(xyz, rtol, normals)
-    return centroid, axis.unsqueeze(1), idx, None, axis_rtol.unsqueeze(1)
-
-
-def risp_features_global(
-    xyz: Tensor,
-    normals: Tensor,
-    *,
-    shift: int = 1,
-    faithful: bool = False,
-    tie_rtol: float | None = None,
-) -> tuple[Tensor, Tensor]:
-    """RISP features of the global (``group_all``) layer: one centre, all ``N`` points.
-
-    The centre is the centroid, its axis the global LRA
-    (:func:`pointlib.features.global_reference_axis`, same ``faithful``), the neighbour list
-    ``arange(N)`` (slot 0 = point 0 in faithful mode), and the ordering is centred at the
-    centroid. Feature origin ``p``: the **world origin** in faithful mode (the reference's
-    ``v_i = x_i``; invariant only to rotations about the origin, not to translations), the
-    **centroid** in fixed mode (invariant to rotations and translations).
-
-    Args:
-        xyz: ``(B, N, 3)`` float32/float64 coordinates.
-        normals: ``(B, N, 3)`` normals.
-        shift: ring shift (the reference uses 1 here).
-        faithful: reference behaviour (raw eigensolver sign, origin as ``p``).
-        tie_rtol: fixed mode's tie tolerance (see :func:`risp_features`).
-
-    Returns:
-        ``(feats (B, 1, N, 14), idx_ordered (B, 1, N))``.
-    """
-    check_cloud(xyz, "xyz")
-    check_normals(normals, xyz, "normals", "xyz")
-    centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
-        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
-    )
-    return risp_features(
-        xyz, normals, centroid, axis, idx, shift=shift, faithful=faithful, origin=origin,
-        tie_rtol=tie_rtol, axis_rtol=axis_rtol,
-    )  # fmt: skip

@@ -1,13 +1,14 @@
-"""Triangle meshes: reading (``.off`` natively; ``.obj``, ``.ply``, ``.stl`` via trimesh) and
-area-weighted surface sampling with face normals.
+"""Triangle meshes: reading ``.off``, ``.obj``, ``.ply``, ``.stl`` and area-weighted surface
+sampling with face normals, both through trimesh.
 
-The OFF reader is pointlib's own so that ModelNet's malformed headers load (``OFF`` glued to the
-counts line, e.g. ``OFF490 518 0``) and so that truncated or corrupt files fail with a message
-naming the file and the problem.
+Thin pre-passes check what trimesh would accept silently or report without the file's name:
+OFF headers and line counts (ModelNet's ``OFF490 518 0`` headers, counts glued to the keyword,
+are valid) and truncated STL files. Every error names the file and the problem.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +92,9 @@ class Mesh:
 def read_mesh(path: str | os.PathLike[str]) -> Mesh:
     """Read a triangle mesh from ``.off``, ``.obj``, ``.ply`` or ``.stl``.
 
-    ``.off`` is parsed here (tolerating ModelNet's ``OFF490 518 0`` headers, ``#`` comments,
-    ``COFF`` colours and polygon faces); the other formats go through trimesh without processing
-    (vertices are not merged, so indices match the file).
+    Every format goes through trimesh without processing (vertices are not merged, so indices
+    match the file). OFF files are first checked by a pre-pass (:func:`_check_off`; ModelNet's
+    ``OFF490 518 0`` headers, ``#`` comments, ``COFF`` colours and polygon faces are accepted).
 
     Args:
         path: the mesh file.
@@ -115,10 +116,7 @@ def read_mesh(path: str | os.PathLike[str]) -> Mesh:
         )
     if not p.is_file():
         raise FileNotFoundError(f"mesh file not found: {p}")
-    if suffix == ".off":
-        vertices, faces = _read_off(p)
-    else:
-        vertices, faces = _read_with_trimesh(p)
+    vertices, faces = _read_with_trimesh(p)
     if faces.shape[0] == 0:
         raise FileFormatError(p, "mesh has no faces")
     if not np.isfinite(vertices).all():
@@ -127,93 +125,45 @@ def read_mesh(path: str | os.PathLike[str]) -> Mesh:
     return Mesh(vertices, faces, path=p)
 
 
-def _read_off(p: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = p.read_bytes()
+def _check_off(p: Path, raw: bytes) -> None:
+    """The pre-pass trimesh's OFF parser needs: checks what it would accept silently or report
+    without the file's name (binary content, a missing or malformed header, fewer data lines than
+    the counts declare, polygon lines shorter than their vertex count). ModelNet's
+    ``OFF490 518 0`` headers (counts glued to the keyword) are valid."""
     if b"\x00" in raw[:4096]:
         raise FileFormatError(p, "binary content; expected an ASCII OFF file")
-    text = raw.decode("utf-8", errors="replace")
-    lines = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            lines.append(line)
+    lines = [
+        s
+        for s in (ln.split("#", 1)[0].strip() for ln in raw.decode("utf-8", "replace").splitlines())
+        if s
+    ]
     if not lines:
         raise FileFormatError(p, "empty file; expected an 'OFF' header")
     head = lines[0]
     keyword = next((k for k in ("COFF", "NOFF", "OFF") if head.upper().startswith(k)), None)
     if keyword is None:
         raise FileFormatError(p, f"expected an 'OFF' header, got {head[:40]!r}")
-    rest = head[len(keyword) :].strip()  # ModelNet: "OFF490 518 0" glues the counts on
-    body = lines[1:]
+    rest, body = head[len(keyword) :].strip(), lines[1:]
     if not rest:
         if not body:
             raise FileFormatError(p, "truncated: no vertex/face count line after 'OFF'")
         rest, body = body[0], body[1:]
     try:
-        counts = [int(t) for t in rest.split()]
+        nv, nf = (int(t) for t in rest.split()[:2])
     except ValueError:
         raise FileFormatError(p, f"malformed vertex/face count line {rest!r}") from None
-    if len(counts) < 2 or counts[0] < 0 or counts[1] < 0:
+    if nv < 0 or nf < 0:
         raise FileFormatError(p, f"malformed vertex/face count line {rest!r}")
-    nv, nf = counts[0], counts[1]
     if len(body) < nv + nf:
         raise FileFormatError(
             p,
             f"truncated: header declares {nv} vertices and {nf} faces, "
             f"but only {len(body)} data lines follow",
         )
-    vertices = _parse_vertices(p, body[:nv])
-    faces = _parse_faces(p, body[nv : nv + nf], nv)
-    return vertices, faces
-
-
-def _parse_vertices(p: Path, rows: list[str]) -> np.ndarray:
-    split = [r.split() for r in rows]
-    short = next((i for i, t in enumerate(split) if len(t) < 3), None)
-    if short is not None:
-        raise FileFormatError(
-            p, f"vertex {short} has {len(split[short])} values, expected 3: {rows[short]!r}"
-        )
-    try:
-        flat = [tok for t in split for tok in t[:3]]
-        return np.asarray(flat, dtype=np.float64).reshape(len(rows), 3)
-    except ValueError as exc:
-        raise FileFormatError(p, f"non-numeric vertex data ({exc})") from None
-
-
-def _parse_faces(p: Path, rows: list[str], nv: int) -> np.ndarray:
-    split = [r.split() for r in rows]
-    try:
-        if all(len(t) >= 4 and t[0] == "3" for t in split):  # all triangles (maybe coloured)
-            flat = [tok for t in split for tok in t[1:4]]
-            faces = np.asarray(flat, dtype=np.int64).reshape(-1, 3)
-        else:
-            faces = _fan(p, split)
-    except ValueError as exc:
-        if isinstance(exc, FileFormatError):
-            raise
-        raise FileFormatError(p, f"non-integer face data ({exc})") from None
-    if faces.size and (int(faces.min()) < 0 or int(faces.max()) >= nv):
-        raise FileFormatError(
-            p,
-            f"face indices span [{int(faces.min())}, {int(faces.max())}] "
-            f"but the file has {nv} vertices",
-        )
-    return faces
-
-
-def _fan(p: Path, split: list[list[str]]) -> np.ndarray:
-    """Fan-triangulate polygon faces ``n i0 i1 ... i{n-1} [colour]``."""
-    tris: list[tuple[int, int, int]] = []
-    for j, s in enumerate(split):
-        if not s:
-            continue
-        n = int(s[0])
-        if n < 3 or len(s) < n + 1:
-            raise FileFormatError(p, f"face {j} is malformed: {' '.join(s)!r}")
-        idx = [int(t) for t in s[1 : n + 1]]
-        tris.extend((idx[0], idx[k], idx[k + 1]) for k in range(1, n - 1))
-    return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
+    for j, line in enumerate(body[nv : nv + nf]):
+        t = line.split()
+        if not t[0].isdigit() or int(t[0]) < 3 or len(t) < int(t[0]) + 1:
+            raise FileFormatError(p, f"face {j} is malformed: {line!r}")
 
 
 def _check_stl(p: Path) -> None:
@@ -245,14 +195,24 @@ def _check_stl(p: Path) -> None:
 
 def _read_with_trimesh(p: Path) -> tuple[np.ndarray, np.ndarray]:
     tm = require("trimesh", f"reading {p.suffix} meshes")
-    if p.suffix.lower() == ".stl":
+    suffix = p.suffix.lower()
+    if suffix == ".stl":
         _check_stl(p)
     try:
-        loaded: Any = tm.load(str(p), force="mesh", process=False)
+        if suffix == ".off":
+            raw = p.read_bytes()
+            _check_off(p, raw)
+            loaded: Any = tm.load(io.BytesIO(raw), file_type="off", force="mesh", process=False)
+        else:
+            loaded = tm.load(str(p), force="mesh", process=False)
+    except FileFormatError:
+        raise
     except Exception as exc:  # trimesh raises many types for bad files
         raise FileFormatError(p, f"could not be read as a {p.suffix} mesh ({exc})") from exc
     vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
     faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64)
+    if faces.size == 0:  # trimesh gives a flat empty array for a mesh without faces
+        faces = faces.reshape(0, 3)
     if vertices.ndim != 2 or vertices.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3:
         raise FileFormatError(p, "could not be read as a triangle mesh")
     if faces.size and (int(faces.min()) < 0 or int(faces.max()) >= len(vertices)):
@@ -273,15 +233,16 @@ def sample_mesh(
 ) -> tuple[Tensor, Tensor]:
     """Sample points uniformly on the surface of ``mesh`` (area-weighted), with face normals.
 
-    A face is picked with probability proportional to its area, then a point uniformly inside it
-    (reflected barycentric coordinates). The normal of a point is the unit normal of its face,
-    oriented by the face winding (right-hand rule). Zero-area faces are never picked.
+    Sampling is ``trimesh.sample.sample_surface``: a face is picked with probability
+    proportional to its area, then a point uniformly inside it (reflected barycentric
+    coordinates). The normal of a point is the unit normal of its face, oriented by the face
+    winding (right-hand rule). Zero-area faces are never picked.
 
     Args:
         mesh: a :class:`Mesh` or a ``trimesh.Trimesh``.
         num_points: N, the number of points (> 0).
-        seed: seed of a private ``numpy.random.Generator``; the same seed gives the same points
-            (``None`` draws fresh entropy). (default: ``0``)
+        seed: seed of the sampler's ``numpy.random.Generator``; the same seed gives the same
+            points (``None`` draws fresh entropy). (default: ``0``)
         dtype: floating dtype of the returned tensors. (default: ``torch.float32``)
 
     Returns:
@@ -292,25 +253,18 @@ def sample_mesh(
     """
     if isinstance(num_points, bool) or int(num_points) != num_points or num_points <= 0:
         raise ValueError(f"num_points must be a positive integer, got {num_points!r}")
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    tm = require("trimesh", "sampling mesh surfaces")
     name = f" {mesh.path}" if isinstance(mesh, Mesh) and mesh.path is not None else ""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
     if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0:
         raise ValueError(f"mesh{name} has no triangle faces (faces shape {tuple(faces.shape)})")
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    cross = np.cross(b - a, c - a)
-    double_area = np.linalg.norm(cross, axis=1)
-    total = float(double_area.sum())
+    surface = tm.Trimesh(
+        vertices=np.asarray(mesh.vertices, dtype=np.float64), faces=faces, process=False
+    )
+    areas = surface.area_faces
+    total = float(areas.sum())
     if not np.isfinite(total) or total <= 0:
         raise ValueError(f"mesh{name} has zero (or non-finite) surface area; cannot sample it")
-    rng = np.random.default_rng(seed)
-    cdf = np.cumsum(double_area) / total
-    pick = np.searchsorted(cdf, rng.random(int(num_points)), side="right")
-    pick = np.minimum(pick, len(faces) - 1)
-    uv = rng.random((int(num_points), 2))
-    flip = uv.sum(axis=1) > 1
-    uv[flip] = 1 - uv[flip]
-    u, v = uv[:, :1], uv[:, 1:]
-    xyz = a[pick] + u * (b[pick] - a[pick]) + v * (c[pick] - a[pick])
-    normals = cross[pick] / double_area[pick, None]
-    return torch.from_numpy(xyz).to(dtype), torch.from_numpy(normals).to(dtype)
+    xyz, face = tm.sample.sample_surface(surface, int(num_points), face_weight=areas, seed=seed)
+    normals = surface.face_normals[face]
+    return torch.from_numpy(np.asarray(xyz)).to(dtype), torch.from_numpy(normals).to(dtype)

@@ -5,8 +5,9 @@ file has them, ``colors (N, 3)`` in ``[0, 1]`` when it has them, and for text fi
 columns ``extra (N, C)``. Writers are atomic (temporary file + ``os.replace``).
 
 =========  ======================================================================================
-``.ply``   pointlib's own reader/writer (ascii, binary little/big endian; the ``vertex`` element
-           with ``x y z``, ``nx ny nz`` and ``red green blue``), so truncated files are detected
+``.ply``   trimesh's parser after a header pre-pass (ascii, binary little/big endian; the
+           ``vertex`` element with ``x y z``, ``nx ny nz`` and ``red green blue``), so negative
+           counts and truncated files are detected; pointlib's own binary writer
 ``.pcd``   open3d, plus a check that the data section holds the ``POINTS`` the header declares
 ``.xyz``   text, columns ``x y z [nx ny nz] [extra...]``, comma or whitespace separated
 ``.txt``   same as ``.xyz`` (ModelNet's ``modelnet40_normal_resampled`` rows load as they are)
@@ -16,6 +17,7 @@ columns ``extra (N, C)``. Writers are atomic (temporary file + ``os.replace``).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import zipfile
@@ -283,56 +285,36 @@ def _parse_ply_header(p: Path, raw: bytes) -> tuple[str, list[_PlyElement], int]
 
 
 def _read_ply(p: Path) -> dict[str, np.ndarray]:
+    """The ``vertex`` element of a PLY file, parsed by trimesh after a header pre-pass.
+
+    The pre-pass (:func:`_parse_ply_header`) rejects what trimesh accepts silently: negative
+    element counts, unknown formats, and (below) fewer vertex rows than the header declares."""
+    from trimesh.exchange.ply import load_ply
+
     raw = p.read_bytes()
-    fmt, elements, offset = _parse_ply_header(p, raw)
+    _, elements, _ = _parse_ply_header(p, raw)
     names = [e.name for e in elements]
     if "vertex" not in names:
         raise FileFormatError(p, f"PLY has no 'vertex' element (elements: {names})")
-    vi = names.index("vertex")
-    vertex = elements[vi]
+    vertex = elements[names.index("vertex")]
     if vertex.has_list:
         raise FileFormatError(p, "PLY 'vertex' element has list properties; not supported")
-    if fmt == "ascii":
-        lines = raw[offset:].decode("ascii", errors="replace").splitlines()
-        skip = sum(e.count for e in elements[:vi])
-        rows = lines[skip : skip + vertex.count]
-        if len(rows) < vertex.count:
-            raise FileFormatError(
-                p, f"truncated: header declares {vertex.count} vertices, found {len(rows)} rows"
-            )
-        try:
-            table = np.loadtxt(rows, dtype=np.float64, ndmin=2) if rows else None
-        except ValueError as exc:
-            raise FileFormatError(p, f"malformed PLY vertex rows ({exc})") from None
-        if table is None:
-            table = np.zeros((0, len(vertex.props)))
-        if table.shape[1] != len(vertex.props):
-            raise FileFormatError(
-                p,
-                f"PLY vertex rows have {table.shape[1]} values, "
-                f"header declares {len(vertex.props)} properties",
-            )
-        columns = {name: table[:, i] for i, (name, _) in enumerate(vertex.props)}
-    else:
-        endian = "<" if fmt == "binary_little_endian" else ">"
-        for e in elements[:vi]:
-            if e.has_list:
-                raise FileFormatError(
-                    p, f"binary PLY with list element {e.name!r} before 'vertex'; not supported"
-                )
-            offset += e.count * np.dtype([(n, endian + t) for n, t in e.props]).itemsize
-        dtype = np.dtype([(n, endian + t) for n, t in vertex.props])
-        need = vertex.count * dtype.itemsize
-        if len(raw) - offset < need:
-            raise FileFormatError(
-                p,
-                f"truncated: {vertex.count} vertices need {need} bytes of data, "
-                f"file has {max(len(raw) - offset, 0)}",
-            )
-        rec = np.frombuffer(raw, dtype=dtype, count=vertex.count, offset=offset)
-        columns = {name: rec[name] for name, _ in vertex.props}
-    if not all(k in columns for k in "xyz"):
-        raise FileFormatError(p, f"PLY vertex lacks x/y/z (properties: {list(columns)})")
+    missing = [k for k in "xyz" if k not in dict(vertex.props)]
+    if missing:
+        raise FileFormatError(
+            p, f"PLY vertex lacks x/y/z (properties: {[n for n, _ in vertex.props]})"
+        )
+    try:
+        loaded = load_ply(io.BytesIO(raw), fix_texture=False, prefer_color=None)
+        data = loaded["metadata"]["_ply_raw"]["vertex"]["data"]
+        columns = {name: np.asarray(data[name]).reshape(-1) for name, _ in vertex.props}
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise FileFormatError(p, f"corrupt or truncated PLY data ({exc})") from None
+    got = len(columns["x"])
+    if got != vertex.count or any(len(c) != got for c in columns.values()):
+        raise FileFormatError(
+            p, f"truncated: header declares {vertex.count} vertices, found {got} rows"
+        )
     out = {"xyz": np.stack([columns[k] for k in "xyz"], axis=1)}
     for keys in _NORMAL_NAMES:
         if all(k in columns for k in keys):

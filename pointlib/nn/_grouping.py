@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from pointlib import features as ri_features
 from pointlib import ops
+from pointlib.features.global_layer import FeatureKind, GlobalCenter, LraSign
+
+__all__ = [
+    "FeatureKind",
+    "GlobalCenter",
+    "KnnOrder",
+    "LraSign",
+    "check_features_dim",
+    "check_inputs",
+    "global_group",
+    "knn_indices",
+    "ring_shift_for",
+    "sample_centers",
+    "tie_rtol",
+]
 
 KnnOrder = Literal["sorted", "unsorted"]
-LraSign = Literal["invariant", "raw"]
-GlobalCenter = Literal["centroid", "origin"]
-FeatureKind = Literal["risp", "riconv2"]
 
 
 def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) -> None:
@@ -95,19 +106,10 @@ def ring_shift_for(shift: int | None, num_centers: int) -> int:
     return ri_features.ring_shift(num_centers, faithful=True)
 
 
-def static_ring_shift(nominal_centers: int) -> int:
-    """The reference rule evaluated once, at construction, on a layer's nominal centre count."""
-    return ring_shift_for(None, nominal_centers)
-
-
 def check_features_dim(feats: Tensor | None, expected: int, name: str) -> None:
     got = 0 if feats is None else feats.shape[-1]
     if got != expected:
         raise ValueError(f"{name} expects {expected} input feature channels, got {got}")
-
-
-def zeros_like_normals(xyz: Tensor) -> Tensor:
-    return torch.zeros_like(xyz)
 
 
 def global_group(
@@ -119,35 +121,14 @@ def global_group(
     lra_sign: LraSign,
     global_center: GlobalCenter,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The ``group_all`` grouping: one centre (the centroid) with all ``N`` points.
-
-    The ordering axis is the global LRA (:func:`pointlib.features.global_reference_axis`, raw or
-    invariant sign per ``lra_sign``), the neighbour list ``arange(N)``, the ordering centred at
-    the centroid, and the feature origin ``p`` the centroid (``global_center="centroid"``) or the
-    world origin (``"origin"``, the reference).
+    """The ``group_all`` grouping of a layer: :func:`pointlib.features.global_grouping` with the
+    layer's switches (``knn_order="unsorted"``, the reference's, selects the reference ordering).
 
     Returns:
         ``(center (B, 1, 3), axis (B, 1, 3), feats (B, 1, N, F), idx_ordered (B, 1, N))`` with
         ``F = 14`` (``kind="risp"``) or ``8`` (``kind="riconv2"``).
     """
-    if lra_sign not in ("invariant", "raw"):
-        raise ValueError(f"lra_sign must be 'invariant' or 'raw', got {lra_sign!r}")
-    if global_center not in ("centroid", "origin"):
-        raise ValueError(f"global_center must be 'centroid' or 'origin', got {global_center!r}")
-    B, N, _ = xyz.shape
-    center = xyz.mean(dim=1, keepdim=True)
-    axis_rtol = None
-    if lra_sign == "raw":
-        axis = ri_features.global_reference_axis(xyz, faithful=True)
-    else:
-        axis, axis_rtol = ri_features.lra.global_axis_with_tolerance(xyz, tie_rtol(xyz), normals)
-        axis_rtol = axis_rtol.unsqueeze(1)  # (B, 1)
-    axis = axis.reshape(B, 1, 3)
-    idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
-    origin = torch.zeros_like(center) if global_center == "origin" else None
-    fn = ri_features.risp_features if kind == "risp" else ri_features.riconv2_features
-    feats, idx_ordered = fn(
-        xyz, normals, center, axis, idx, faithful=knn_order == "unsorted", origin=origin,
-        axis_rtol=axis_rtol,
+    return ri_features.global_grouping(
+        xyz, normals, kind=kind, lra_sign=lra_sign, global_center=global_center,
+        faithful_ordering=knn_order == "unsorted",
     )  # fmt: skip
-    return center, axis, feats, idx_ordered

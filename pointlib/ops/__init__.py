@@ -51,10 +51,9 @@ register_backend(
     )
 )
 
-try:  # compiled backends register themselves; never fail import
-    from pointlib.ops import _ext_backends  # noqa: F401
-except ImportError:  # pragma: no cover - module added with the extension
-    pass
+# The compiled backends register themselves (``cpu``/``cuda`` always, as names that say why they
+# cannot run without the extension). A failure here is a bug, not a missing extension: no guard.
+from pointlib.ops import _ext_backends  # noqa: E402, F401
 
 __all__ = [
     "Backend",

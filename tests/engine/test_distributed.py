@@ -13,7 +13,7 @@ from _toy import toy_bundle, toy_config
 
 from pointlib.engine.checkpoint import model_from_checkpoint
 from pointlib.engine.distributed import DistInfo
-from pointlib.engine.trainer import _eval_batches, evaluate_test
+from pointlib.engine.evaluate import eval_batches, evaluate_test
 
 
 def _free_port() -> int:
@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def test_eval_shards_cover_everything_once():
-    shards = [list(chain(*_eval_batches(11, 3, DistInfo(r, 3, r)))) for r in range(3)]
+    shards = [list(chain(*eval_batches(11, 3, DistInfo(r, 3, r)))) for r in range(3)]
     assert sorted(chain(*shards)) == list(range(11))
 
 

@@ -66,3 +66,32 @@ def test_ply_mesh_face_index_out_of_range(tmp_path):
     )
     with pytest.raises(FileFormatError, match=r"tri\.ply: face indices span \[0, 7\] but the"):
         read_mesh(f)
+
+
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian", "binary_big_endian"])
+def test_ply_with_fewer_vertices_than_declared(tmp_path, fmt):
+    """trimesh reads the rows an ascii PLY has; the declared count must still be met."""
+    f = tmp_path / "short.ply"
+    if fmt == "ascii":
+        body = b"0 0 0\n1 0 0\n"
+    else:
+        body = np.arange(6, dtype="<f4" if fmt.endswith("little_endian") else ">f4").tobytes()
+    f.write_bytes(_ply_header(fmt, 3) + body)
+    with pytest.raises(FileFormatError, match=r"short\.ply: (truncated|corrupt or truncated)"):
+        read_point_cloud(f)
+    f.write_bytes(_ply_header(fmt, 2) + body)  # the same rows, declared honestly, read fine
+    expect = [[0, 0, 0], [1, 0, 0]] if fmt == "ascii" else [[0, 1, 2], [3, 4, 5]]
+    assert read_point_cloud(f)["xyz"].tolist() == expect
+
+
+def test_ply_without_coordinates_and_off_short_face(tmp_path):
+    f = tmp_path / "noxyz.ply"
+    f.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float a\nend_header\n1\n")
+    with pytest.raises(FileFormatError, match=r"noxyz\.ply: PLY vertex lacks x/y/z"):
+        read_point_cloud(f)
+    off = tmp_path / "short_face.off"  # a quad line listing three indices: caught by the pre-pass
+    off.write_text("OFF\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2\n")
+    with pytest.raises(FileFormatError, match=r"short_face\.off: face 0 is malformed"):
+        read_mesh(off)
+    off.write_text("OFF4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n")  # ModelNet-style header
+    assert read_mesh(off).num_faces == 2

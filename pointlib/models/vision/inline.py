@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointlib.attention import attention
+from pointlib.attention import AttentionSpec, attention
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
     PatchEmbed,
@@ -72,9 +72,10 @@ class InLineAttention(nn.Module):
         h, w = grid
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         scale = self.head_dim**-0.5 / n
-        out = attention(
-            q, k, v, kernel="linear", feature_map="identity", linear_norm="injective", scale=scale
+        spec = AttentionSpec(
+            kernel="linear", feature_map="identity", linear_norm="injective", scale=scale
         )
+        out = attention(q, k, v, spec=spec)
         out = out.transpose(1, 2).reshape(b, n, c)
         kernels = self.residual(x.mean(1).unsqueeze(-1)).reshape(b * c, 1, 3, 3)
         vp = v[:, :, 1:].transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)

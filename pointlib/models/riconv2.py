@@ -41,7 +41,7 @@ class RIConv2Cls(RIClassifier):
         n: centre-count scale (2 for 1024-point ModelNet40, 1 for ScanObjectNN).
         faithful: reference quirks (unsorted kNN ordering, raw LRA sign, origin as the global
             layer's ``p``); default fixed and rotation invariant.
-        knn_order, lra_sign, global_center: individual overrides (``None``: preset);
+        knn_order, lra_sign, global_center, fps_ties: individual overrides (``None``: preset);
             ring_shift, sa2d_norm_axis, transformer_over_batch: accepted, unused.
         npoints, nsamples, channels, embed_channels, head_hidden, dropout, normals_k: as for
             :class:`pointlib.models.risurconv.RISurConvCls`.
@@ -63,6 +63,7 @@ class RIConv2Cls(RIClassifier):
         transformer_over_batch: bool | None = None,
         lra_sign: str | None = None,
         global_center: str | None = None,
+        fps_ties: str | None = None,
         npoints: Sequence[int] = (512, 256, 128, 64),
         nsamples: Sequence[int] = (8, 16, 32, 64),
         channels: Sequence[int] = (32, 64, 128, 256, 512),
@@ -77,7 +78,7 @@ class RIConv2Cls(RIClassifier):
         self.num_classes = num_classes
         layer: dict[str, Any] = dict(embed_channels=embed_channels, knn_order=q.knn_order)
         self.layers = encoder_stack(
-            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], **layer),
+            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], fps_ties=q.fps_ties, **layer),
             [s * n for s in npoints], nsamples, channels,
         )  # fmt: skip
         self.layers.append(
@@ -119,6 +120,7 @@ class RIConv2PartSeg(RIPartSegmenter):
         transformer_over_batch: bool | None = None,
         lra_sign: str | None = None,
         global_center: str | None = None,
+        fps_ties: str | None = None,
         npoints: Sequence[int] = (512, 256, 128, 64),
         nsamples: Sequence[int] = (8, 16, 32, 64),
         channels: Sequence[int] = (64, 128, 256, 512),
@@ -136,7 +138,7 @@ class RIConv2PartSeg(RIPartSegmenter):
         self.num_parts, self.num_categories = num_parts, num_categories
         layer: dict[str, Any] = dict(embed_channels=embed_channels, knn_order=q.knn_order)
         self.encoder = encoder_stack(
-            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], **layer),
+            lambda s, k, d, c: RIConv2SetAbstraction(s, k, d, [c], fps_ties=q.fps_ties, **layer),
             [s * n for s in npoints], nsamples, channels,
         )  # fmt: skip
         self.decoder = decoder_stack(

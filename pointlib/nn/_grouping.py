@@ -45,7 +45,13 @@ def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) 
 
 
 def sample_centers(
-    xyz: Tensor, normals: Tensor, npoint: int, name: str, *, tolerant: bool = False
+    xyz: Tensor,
+    normals: Tensor,
+    npoint: int,
+    name: str,
+    *,
+    tolerant: bool = False,
+    fps_ties: str = "lowest",
 ) -> tuple[Tensor, Tensor]:
     """FPS (start index 0) of ``npoint`` centres and their input normals: ``(B, S, 3)`` twice.
 
@@ -54,7 +60,8 @@ def sample_centers(
     order** rather than in FPS order. The centre set is then all that the next layers see: the
     order in which FPS met tied points, which rounding noise decides, cannot reach the next
     layer's index-based tie-breaking. (Every later operation is permutation equivariant over
-    the centres, so this changes nothing else.)
+    the centres, so this changes nothing else.) Otherwise ``fps_ties`` picks the exact tie rule
+    (``"lowest"`` index or the official ``"cuda"`` kernel's, :func:`pointlib.ops.fps`).
     """
     N = xyz.shape[1]
     if npoint > N:
@@ -65,7 +72,7 @@ def sample_centers(
     if tolerant:
         idx = ops.fps(xyz.detach(), npoint, tie_rtol=tie_rtol(xyz)).sort(dim=1).values
     else:
-        idx = ops.fps(xyz.detach(), npoint)
+        idx = ops.fps(xyz.detach(), npoint, tie_break=fps_ties)
     return ops.gather(xyz, idx), ops.gather(normals, idx)
 
 

@@ -70,6 +70,7 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
         knn_order: KnnOrder,
         lra_sign: LraSign,
         global_center: GlobalCenter,
+        fps_ties: str = "lowest",
     ) -> None:
         super().__init__()
         if not group_all and (npoint is None or npoint < 1 or nsample is None or nsample < 1):
@@ -77,6 +78,7 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
         self.npoint, self.nsample, self.group_all = npoint, nsample, group_all
         self.in_channels = in_channels
         self.knn_order, self.lra_sign, self.global_center = knn_order, lra_sign, global_center
+        self.fps_ties = fps_ties
 
     def group(self, xyz: Tensor, normals: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Centres, their normals, features ``(B, S, K, F)`` and ordered ``idx (B, S, K)``.
@@ -90,8 +92,9 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
             )  # fmt: skip
         assert self.npoint is not None and self.nsample is not None
         centers, center_normals = sample_centers(
-            xyz, normals, self.npoint, type(self).__name__, tolerant=self.knn_order == "sorted"
-        )
+            xyz, normals, self.npoint, type(self).__name__, tolerant=self.knn_order == "sorted",
+            fps_ties=self.fps_ties,
+        )  # fmt: skip
         idx = knn_indices(xyz, self.nsample, centers, self.knn_order)
         feats, idx_ordered = self.ri_features(xyz, normals, centers, center_normals, idx)
         return centers, center_normals, feats, idx_ordered

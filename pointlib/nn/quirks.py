@@ -9,6 +9,7 @@ switch                        faithful (reference code)   fixed (default)
 ``transformer_over_batch``    ``True``                    ``False``
 ``lra_sign``                  ``"raw"``                   ``"invariant"``
 ``global_center``             ``"origin"``                ``"centroid"``
+``fps_ties``                  ``"cuda"``                  ``"lowest"``
 ============================  ==========================  =================================
 
 - ``knn_order``: ``"unsorted"`` groups with ``topk(sorted=False)`` on ``|a|²+|b|²-2a·b``
@@ -26,6 +27,10 @@ switch                        faithful (reference code)   fixed (default)
   a rotation-invariant rule, :mod:`pointlib.features.lra`).
 - ``global_center``: feature origin ``p`` of the global layer (the world origin as in the
   reference, or the centroid; the ordering is centred at the centroid in both).
+- ``fps_ties``: how FPS breaks exact ties: ``"cuda"`` is the official pointops CUDA kernel's rule
+  (smallest bit-reversed thread id, :func:`pointlib.ops.fps` ``tie_break="cuda"``), ``"lowest"``
+  the lowest index (the ops' contract). Fixed mode ignores it: its FPS is tie tolerant and its
+  centres are sorted by index (:func:`pointlib.nn._grouping.sample_centers`).
 
 Cross products always use ``dim=-1`` (spec §9 ``cross_dim``: fixed unconditionally).
 """
@@ -41,6 +46,7 @@ RING_SHIFT = ("static", "dynamic")
 NORM_AXIS = ("query", "group")
 LRA_SIGN = ("invariant", "raw")
 GLOBAL_CENTER = ("centroid", "origin")
+FPS_TIES = ("lowest", "cuda")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Quirks:
     transformer_over_batch: bool = False
     lra_sign: Literal["invariant", "raw"] = "invariant"
     global_center: Literal["centroid", "origin"] = "centroid"
+    fps_ties: Literal["lowest", "cuda"] = "lowest"
 
     @classmethod
     def resolve(cls, faithful: bool = False, **overrides: Any) -> Quirks:
@@ -73,6 +80,7 @@ class Quirks:
             ("sa2d_norm_axis", NORM_AXIS),
             ("lra_sign", LRA_SIGN),
             ("global_center", GLOBAL_CENTER),
+            ("fps_ties", FPS_TIES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -95,4 +103,5 @@ FAITHFUL = Quirks(
     transformer_over_batch=True,
     lra_sign="raw",
     global_center="origin",
+    fps_ties="cuda",
 )

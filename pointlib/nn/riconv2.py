@@ -69,7 +69,7 @@ class RIConv2SetAbstraction(_RIConv2Core, RISetAbstractionBase):
             uses one entry, the output width ``C``).
         group_all: the global layer (centroid, all points, global reference axis).
         embed_channels: embedding widths (default: ``(32, 64)``).
-        knn_order, lra_sign, global_center: quirk switches (fixed defaults).
+        knn_order, lra_sign, global_center, fps_ties: quirk switches (fixed defaults).
 
     Shapes:
         - input: ``xyz (B, N, 3)``, ``normals (B, N, 3)``, ``feats (B, N, D)`` or ``None``
@@ -88,10 +88,11 @@ class RIConv2SetAbstraction(_RIConv2Core, RISetAbstractionBase):
         knn_order: KnnOrder = "sorted",
         lra_sign: LraSign = "invariant",
         global_center: GlobalCenter = "centroid",
+        fps_ties: str = "lowest",
     ) -> None:
         super().__init__(
             npoint, nsample, in_channels, group_all=group_all, knn_order=knn_order,
-            lra_sign=lra_sign, global_center=global_center,
+            lra_sign=lra_sign, global_center=global_center, fps_ties=fps_ties,
         )  # fmt: skip
         self._build_core(in_channels, mlp, embed_channels)
         self.out_channels = self.mlp.out_channels

@@ -102,8 +102,8 @@ class RISurConvSetAbstraction(_RISurConvCore, RISetAbstractionBase):
         group_all: the global layer: one centre (centroid), all points as neighbours, its normal
             the global reference axis (default: ``False``).
         embed_channels: widths of the RISP embedding (default: ``(32, 64)``).
-        knn_order, ring_shift, sa2d_norm_axis, lra_sign, global_center: quirk switches (module
-            docstring; defaults are the fixed behaviour, ``ring_shift=1``).
+        knn_order, ring_shift, sa2d_norm_axis, lra_sign, global_center, fps_ties: quirk switches
+            (module docstring; defaults are the fixed behaviour, ``ring_shift=1``).
 
     Shapes:
         - input: ``xyz (B, N, 3)``, ``normals (B, N, 3)``, ``feats (B, N, D)`` or ``None``
@@ -125,10 +125,11 @@ class RISurConvSetAbstraction(_RISurConvCore, RISetAbstractionBase):
         sa2d_norm_axis: NormAxis = "query",
         lra_sign: LraSign = "invariant",
         global_center: GlobalCenter = "centroid",
+        fps_ties: str = "lowest",
     ) -> None:
         super().__init__(
             npoint, nsample, in_channels, group_all=group_all, knn_order=knn_order,
-            lra_sign=lra_sign, global_center=global_center,
+            lra_sign=lra_sign, global_center=global_center, fps_ties=fps_ties,
         )  # fmt: skip
         self.out_channels = out_channels
         self._build_core(in_channels, out_channels, embed_channels, ring_shift, sa2d_norm_axis)

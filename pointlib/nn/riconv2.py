@@ -26,7 +26,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import SharedMLP, max_over_neighbours
+from pointlib.nn.blocks import SharedMLP
 
 RICONV2_CHANNELS = 8
 
@@ -53,9 +53,8 @@ class _RIConv2Core(RINeighbourhoodLayer):
 
     def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
         h = self.embed(ri)
-        if grouped is not None:
-            h = torch.cat([h, grouped], dim=-1)
-        return max_over_neighbours(self.mlp(h))
+        parts = [h] if grouped is None else [h, grouped]  # concatenation never built
+        return self.mlp.fused(parts, pool_k=h.shape[-2])
 
 
 class RIConv2SetAbstraction(_RIConv2Core, RISetAbstractionBase):

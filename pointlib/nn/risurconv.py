@@ -45,7 +45,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import LinearBNReLU, RISPEmbedding, SharedMLP, max_over_neighbours
+from pointlib.nn.blocks import LinearBNReLU, RISPEmbedding, SharedMLP
 from pointlib.nn.offset_attention import GroupOffsetAttention, NormAxis, OffsetAttention
 
 
@@ -82,9 +82,8 @@ class _RISurConvCore(RINeighbourhoodLayer):
 
     def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
         h = self.attn_group(self.embed(ri))
-        if grouped is not None:
-            h = torch.cat([h, grouped], dim=-1)
-        return self.attn_centers(max_over_neighbours(self.conv(h)))
+        parts = [h] if grouped is None else [h, grouped]  # concatenation never built
+        return self.attn_centers(self.conv.fused(parts, pool_k=h.shape[-2]))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, ring_shift={self.ring_shift}"

@@ -12,9 +12,11 @@ PCT; groups independent) or over the groups ``a = g'`` at the same slot pair ``(
 (``l1_axis="group"``, RISurConv's ``SA_Layer_2d``; couples the groups of a batch element).
 
 This is the fast path of :func:`pointlib.attention.attention` with ``kernel="offset"``, and the
-kernel RISurConv's :class:`~pointlib.nn.OffsetAttention` / :class:`~pointlib.nn.GroupOffsetAttention`
-call. The custom autograd function keeps ``q``, ``k``, ``v``, the softmax map and the (small)
-normaliser for backward, and computes the gradients with batched matrix products:
+kernel that RISurConv's :class:`~pointlib.nn.OffsetAttention` and
+:class:`~pointlib.nn.GroupOffsetAttention` call. The maps are built in blocks of groups
+(:data:`MAP_BLOCK` elements) and never kept: the custom autograd function saves ``q``, ``k``,
+``v`` only, recomputes each block's softmax map in
+backward and computes the gradients with batched matrix products:
 
 - ``G' = u G`` (query axis, ``u_j = 1 / (\epsilon + \sum_i A_ij)``), ``dv = A G'``,
   ``P = v G'^T``, ``dA = P - u \odot \sum_i (A \odot P)``;
@@ -40,6 +42,12 @@ OFFSET_EPS = 1e-9
 L1Axis = Literal["query", "group"]
 
 
+#: attention-map elements per block of groups (4 MiB in float32): the maps are built, used and
+#: freed block by block, so no map larger than this is ever allocated (on CPU a fresh tensor
+#: above glibc's mmap threshold is page-faulted in on every allocation).
+MAP_BLOCK = 1 << 20
+
+
 def _softmax_map(q: Tensor, k: Tensor, scale: float) -> Tensor:
     s = q @ k.transpose(-1, -2)
     if scale != 1.0:
@@ -47,50 +55,93 @@ def _softmax_map(q: Tensor, k: Tensor, scale: float) -> Tensor:
     return torch.softmax(s, dim=-1)
 
 
-def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> tuple[Tensor, ...]:
-    A = _softmax_map(q, k, scale)  # (*, G, L, L)
-    L, Dv = A.shape[-1], v.shape[-1]
+def _normaliser(A: Tensor, group: bool) -> Tensor:
+    """``u = 1 / (eps + sum)``: ``(N, 1, L, L)`` (group axis) or ``(N, G, 1, L)`` (query)."""
+    return torch.reciprocal(A.sum(dim=-3 if group else -2, keepdim=True).add_(OFFSET_EPS))
+
+
+def _fold(q: Tensor, group: bool) -> tuple[int, int]:
+    """Blocking of ``(N, G, L, D)``: ``(items, per_block)`` along axis 0 after folding the
+    groups into it for the query axis (groups independent)."""
+    N, G, L = q.shape[0], q.shape[1], q.shape[2]
     if group:
-        u = torch.reciprocal(A.sum(dim=-3, keepdim=True).add_(OFFSET_EPS))  # (*, 1, L, L)
-        out = (A * u).transpose(-1, -2) @ v
+        return N, max(1, MAP_BLOCK // max(1, G * L * L))
+    return N * G, max(1, MAP_BLOCK // max(1, L * L))
+
+
+def _as_blocks(t: Tensor, group: bool) -> Tensor:
+    """``(N, G, L, D)`` -> ``(N, G, L, D)`` (group axis) or ``(N * G, 1, L, D)`` (query)."""
+    return t if group else t.reshape(-1, 1, *t.shape[2:])
+
+
+def _forward_block(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tensor:
+    A = _softmax_map(q, k, scale)  # (n, G, L, L)
+    u = _normaliser(A, group)
+    if group or A.shape[-1] <= v.shape[-1]:
+        return A.mul_(u).transpose(-1, -2) @ v
+    return (A.transpose(-1, -2) @ v).mul_(u.transpose(-1, -2))
+
+
+def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tensor:
+    """``(N, G, L, *)`` inputs -> ``(N, G, L, Dv)``, in blocks of groups."""
+    n, per = _fold(q, group)
+    qb, kb, vb = (_as_blocks(t, group) for t in (q, k, v))
+    if per >= n:
+        return _forward_block(qb, kb, vb, scale, group).view(*q.shape[:-1], v.shape[-1])
+    out = vb.new_empty(*vb.shape[:-1], v.shape[-1])
+    for a in range(0, n, per):
+        b = min(n, a + per)
+        out[a:b] = _forward_block(qb[a:b], kb[a:b], vb[a:b], scale, group)
+    return out.view(*q.shape[:-1], v.shape[-1])
+
+
+def _backward_block(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, group: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    A = _softmax_map(q, k, scale)  # recomputed, bitwise as in forward
+    u = _normaliser(A, group)
+    if group:
+        At = A * u  # normalised map
+        dv = At @ g
+        P = v @ g.transpose(-1, -2)  # (n, G, L_i, L_j)
+        dA = P.sub_((At.mul_(P)).sum(dim=-3, keepdim=True)).mul_(u)
+        del At
     else:
-        u = torch.reciprocal(A.sum(dim=-2, keepdim=True).add_(OFFSET_EPS))  # (*, G, 1, L)
-        if L <= Dv:
-            out = (A * u).transpose(-1, -2) @ v
-        else:
-            out = (A.transpose(-1, -2) @ v).mul_(u.transpose(-1, -2))
-    return out, A, u
+        gs = g * u.transpose(-1, -2)  # G'_j = u_j G_j
+        dv = A @ gs
+        P = v @ gs.transpose(-1, -2)
+        dA = P.sub_((A * P).sum(dim=-2, keepdim=True).mul_(u))
+    dS = torch._softmax_backward_data(dA, A, -1, A.dtype)
+    if scale != 1.0:
+        dS = dS.mul_(scale)
+    return dS @ k, dS.transpose(-1, -2) @ q, dv
 
 
 class _OffsetAttentionFn(torch.autograd.Function):
+    """Keeps ``q``, ``k``, ``v``; the maps are recomputed block by block in backward."""
+
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tensor:  # type: ignore[override]
-        out, A, u = _forward(q, k, v, scale, group)
-        ctx.save_for_backward(q, k, v, A, u)
+        ctx.save_for_backward(q, k, v)
         ctx.scale, ctx.group = scale, group
-        return out
+        return _forward(q, k, v, scale, group)
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
-        q, k, v, A, u = ctx.saved_tensors
-        scale = ctx.scale
-        if ctx.group:
-            At = A * u  # normalised map
-            dv = At @ g
-            P = v @ g.transpose(-1, -2)  # (*, G, L_i, L_j)
-            dA = (P - (At * P).sum(dim=-3, keepdim=True)).mul_(u)
-            del At
+        q, k, v = ctx.saved_tensors
+        scale, group = ctx.scale, ctx.group
+        n, per = _fold(q, group)
+        qb, kb, vb, gb = (_as_blocks(t, group) for t in (q, k, v, g))
+        if per >= n:
+            dq, dk, dv = _backward_block(qb, kb, vb, gb, scale, group)
         else:
-            gs = g * u.transpose(-1, -2)  # (*, G, L_j, Dv): G'_j = u_j G_j
-            dv = A @ gs
-            P = v @ gs.transpose(-1, -2)
-            dA = P.sub_((A * P).sum(dim=-2, keepdim=True).mul_(u))
-        dS = torch._softmax_backward_data(dA, A, -1, A.dtype)
-        if scale != 1.0:
-            dS = dS.mul_(scale)
-        dq = dS @ k if ctx.needs_input_grad[0] else None
-        dk = dS.transpose(-1, -2) @ q if ctx.needs_input_grad[1] else None
-        return dq, dk, dv, None, None
+            dq, dk, dv = torch.empty_like(qb), torch.empty_like(kb), torch.empty_like(vb)
+            for a in range(0, n, per):
+                b = min(n, a + per)
+                dq[a:b], dk[a:b], dv[a:b] = _backward_block(
+                    qb[a:b], kb[a:b], vb[a:b], gb[a:b], scale, group
+                )
+        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None, None
 
 
 def offset_attention(
@@ -125,6 +176,11 @@ def offset_attention(
     if l1_axis not in ("query", "group"):
         raise ValueError(f"l1_axis must be 'query' or 'group', got {l1_axis!r}")
     group = l1_axis == "group"
+    lead = q.shape[:-3]
+    G, L = q.shape[-3], q.shape[-2]
+    q4, k4, v4 = (t.reshape(-1, G, L, t.shape[-1]) for t in (q, k, v))
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return _OffsetAttentionFn.apply(q, k, v, float(scale), group)
-    return _forward(q, k, v, float(scale), group)[0]
+        out = _OffsetAttentionFn.apply(q4, k4, v4, float(scale), group)
+    else:
+        out = _forward(q4, k4, v4, float(scale), group)
+    return out.view(*lead, G, L, v.shape[-1])

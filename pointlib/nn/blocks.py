@@ -99,12 +99,49 @@ def _linear_parts(xs: Sequence[Tensor], weight: Tensor, bias: Tensor | None) -> 
     return y
 
 
+#: rows per block of the blocked passes over ``(R, C)`` tensors. Temporaries of a few MiB are
+#: reused by the allocator, while every fresh tensor above glibc's mmap threshold (32 MiB) is
+#: page-faulted in again: on CPU that, not arithmetic, dominated the unfused blocks.
+BLOCK_ROWS = 4096
+
+
+def _blocks(rows: int, group: int = 1) -> list[tuple[int, int]]:
+    """Row ranges of about :data:`BLOCK_ROWS` rows, multiples of ``group``."""
+    step = max(1, BLOCK_ROWS // group) * group
+    return [(r, min(rows, r + step)) for r in range(0, rows, step)]
+
+
+def _merge_stats(stats: list[tuple[int, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance from per-block ``(count, mean, var)`` (Chan et al.'s pairwise
+    combination, in float64)."""
+    n = torch.tensor([c for c, _, _ in stats], dtype=torch.float64, device=stats[0][1].device)
+    means = torch.stack([m.double() for _, m, _ in stats])
+    vars_ = torch.stack([v.double() for _, _, v in stats])
+    total = n.sum()
+    mean = (n[:, None] * means).sum(0) / total
+    m2 = (n[:, None] * (vars_ + (means - mean).square())).sum(0)
+    return mean, m2 / total
+
+
+def _block_stats(y: Tensor) -> tuple[int, Tensor, Tensor]:
+    """``(rows, mean, biased var)`` of the columns of a 2D block (two-pass, accumulated in
+    double by the native batch-norm kernel)."""
+    _, mean, rstd = torch.ops.aten._native_batch_norm_legit(y, None, None, True, 0.0, 0.0)
+    return y.shape[0], mean, torch.reciprocal(rstd.double().square())
+
+
+def _col_stats(y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-column mean and biased variance of ``y (R, C)`` in ``y``'s dtype."""
+    mean, var = _merge_stats([_block_stats(y[a:b]) for a, b in _blocks(y.shape[0])])
+    return mean.to(y.dtype), var.to(y.dtype)
+
+
 class _LinearBNActFn(torch.autograd.Function):
     """Training-mode ``[max_K] act(BN(cat(xs) W^T + b))``; see :func:`linear_bn_act`.
 
     Saved for backward: the inputs ``xs``, the weight, per-channel statistics and (pooling) the
-    selected pre-activation values and their indices, ``(M, C)``. The ``(R, C)`` linear output is
-    recomputed in backward.
+    selected pre-activation values and their indices, ``(M, C)``. The linear output is
+    recomputed in backward; with pooling it is only ever built in blocks of rows.
     """
 
     @staticmethod
@@ -119,20 +156,35 @@ class _LinearBNActFn(torch.autograd.Function):
         pool_k: int,
         *xs: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        y = _linear_parts(xs, weight, bias)  # (R, C)
-        R, C = y.shape
-        var, mean = torch.var_mean(y, dim=0, correction=0)
+        R = xs[0].shape[0]
+        C = weight.shape[0]
+        if pool_k:
+            M = R // pool_k
+            vmax = xs[0].new_empty(M, C)
+            vmin = xs[0].new_empty(M, C)
+            imax = torch.empty(M, C, dtype=torch.long, device=vmax.device)
+            imin = torch.empty(M, C, dtype=torch.long, device=vmax.device)
+            stats = []
+            for a, b in _blocks(R, pool_k):
+                yb = _linear_parts([x[a:b] for x in xs], weight, bias)
+                y3 = yb.view(-1, pool_k, C)
+                ma, mb = a // pool_k, b // pool_k
+                torch.max(y3, 1, out=(vmax[ma:mb], imax[ma:mb]))
+                torch.min(y3, 1, out=(vmin[ma:mb], imin[ma:mb]))
+                stats.append(_block_stats(yb))
+            mean64, var64 = _merge_stats(stats)
+            mean, var = mean64.to(vmax.dtype), var64.to(vmax.dtype)
+        else:
+            y = _linear_parts(xs, weight, bias)  # (R, C), becomes the output in place
+            mean, var = _col_stats(y)
         invstd = torch.rsqrt(var + eps)
         scale = gamma * invstd
         shift = beta - mean * scale
         if pool_k:
-            y3 = y.view(R // pool_k, pool_k, C)
-            vmax, imax = y3.max(dim=1)
-            vmin, imin = y3.min(dim=1)
             pos = scale >= 0
-            sel = torch.where(pos, vmax, vmin)  # (M, C)
+            sel = torch.where(pos, vmax, vmin)  # (M, C) pre-activation of the pooled entry
             isel = torch.where(pos, imax, imin)
-            del y, y3
+            del vmax, vmin, imax, imin
             out = torch.addcmul(shift, sel, scale)
             if relu:
                 out = out.relu_()
@@ -151,49 +203,61 @@ class _LinearBNActFn(torch.autograd.Function):
         saved = ctx.saved_tensors
         weight, bias, mean, invstd, scale, shift = saved[:6]
         pool_k = ctx.pool_k
+        xs = saved[8:] if pool_k else saved[6:]
+        R, C = xs[0].shape[0], weight.shape[0]
+        g = g.contiguous()
         if pool_k:
             sel, isel = saved[6:8]
-            xs = saved[8:]
-        else:
-            xs = saved[6:]
-        y = _linear_parts(xs, weight, bias)  # recomputed (R, C), bitwise as in forward
-        R, C = y.shape
-        if pool_k:
-            gz = g
-            if ctx.relu:
-                gz = g * (torch.addcmul(shift, sel, scale) > 0)
+            gz = g * (torch.addcmul(shift, sel, scale) > 0) if ctx.relu else g
             sum_gz = gz.sum(0)
             sum_gzxc = (gz * (sel - mean)).sum(0)
+            gs = gz * scale
+            y = None
         else:
-            z = torch.addcmul(shift, y, scale)
-            if ctx.relu:
-                gz = z.gt_(0).mul_(g)  # in place in z
-            else:
-                gz = g.contiguous()
-            sum_gz = gz.sum(0)
-            sum_gzxc = torch.linalg.vecdot(gz, y - mean, dim=0)
+            y = _linear_parts(xs, weight, bias)  # recomputed (R, C), bitwise as in forward
+            gz = torch.empty_like(y)
+            sum_gz = torch.zeros_like(scale)
+            sum_gzxc = torch.zeros_like(scale)
+            for a, b in _blocks(R):
+                yb, gb = y[a:b], gz[a:b]
+                if ctx.relu:
+                    torch.addcmul(shift, yb, scale, out=gb)
+                    gb.gt_(0).mul_(g[a:b])
+                else:
+                    gb.copy_(g[a:b])
+                sum_gz += gb.sum(0)
+                sum_gzxc += (yb - mean).mul_(gb).sum(0)
         dgamma = sum_gzxc * invstd
-        # dL/dy = scale * (gz - mean(gz) - xhat * mean(gz * xhat)) = c1 (y - mean) + c0 + scale gz
+        # dL/dy = scale * (gz - mean(gz) - xhat * mean(gz * xhat)) = c1 y + c0 + scale gz
         c1 = scale * invstd * dgamma / -R
-        c0 = scale * sum_gz / -R
-        dy = torch.addcmul(c0 - c1 * mean, y, c1, out=y)  # in place in the recomputed y
-        if pool_k:
-            dy.view(R // pool_k, pool_k, C).scatter_add_(
-                1, isel.unsqueeze(1), (gz * scale).unsqueeze(1)
-            )
-        else:
-            dy.addcmul_(gz, scale)
-        dxs: list[Tensor | None] = []
-        dws = []
-        off = 0
-        for i, x in enumerate(xs):
-            c = x.shape[1]
-            w = weight[:, off : off + c]
-            dxs.append(dy @ w if ctx.needs_input_grad[7 + i] else None)
-            dws.append(dy.t() @ x)
-            off += c
+        c0 = scale * sum_gz / -R - c1 * mean
+        want = [ctx.needs_input_grad[7 + i] for i in range(len(xs))]
+        dxs: list[Tensor | None] = [x.new_empty(x.shape) if w else None for x, w in zip(xs, want)]
+        widths = [x.shape[1] for x in xs]
+        offs = [sum(widths[:i]) for i in range(len(xs))]
+        dws = [weight.new_zeros(C, c) for c in widths]
+        dbias = weight.new_zeros(C) if ctx.has_bias and ctx.needs_input_grad[1] else None
+        for a, b in _blocks(R, pool_k or 1):
+            if y is None:  # pooled: recompute this block
+                dyb = _linear_parts([x[a:b] for x in xs], weight, bias)
+            else:
+                dyb = y[a:b]
+            dyb = torch.addcmul(c0, dyb, c1, out=dyb)
+            if pool_k:
+                ma, mb = a // pool_k, b // pool_k
+                dyb.view(-1, pool_k, C).scatter_add_(
+                    1, isel[ma:mb].unsqueeze(1), gs[ma:mb].unsqueeze(1)
+                )
+            else:
+                dyb.addcmul_(gz[a:b], scale)
+            for i, x in enumerate(xs):
+                dx = dxs[i]
+                if dx is not None:
+                    torch.mm(dyb, weight[:, offs[i] : offs[i] + widths[i]], out=dx[a:b])
+                dws[i].addmm_(dyb.t(), x[a:b])
+            if dbias is not None:
+                dbias += dyb.sum(0)
         dweight = dws[0] if len(dws) == 1 else torch.cat(dws, 1)
-        dbias = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
         return dweight, dbias, dgamma, sum_gz, None, None, None, *dxs
 
 
@@ -230,9 +294,11 @@ def linear_bn_act(
     lead = parts[0].shape[:-1]
     for p in parts[1:]:
         if p.shape[:-1] != lead:
-            raise ValueError(f"inputs have different leading shapes: {[tuple(t.shape) for t in parts]}")
+            shapes = [tuple(t.shape) for t in parts]
+            raise ValueError(f"inputs have different leading shapes: {shapes}")
     if pool_k is not None and (len(lead) < 1 or lead[-1] != pool_k):
-        raise ValueError(f"pool_k={pool_k} must be the size of axis -2 of {tuple(parts[0].shape)}")
+        shape = tuple(parts[0].shape)
+        raise ValueError(f"pool_k={pool_k} must be the size of axis -2 of {shape}")
     c_in = sum(p.shape[-1] for p in parts)
     if c_in != linear.in_features:
         raise ValueError(f"expected {linear.in_features} input channels, got {c_in}")
@@ -261,9 +327,14 @@ def linear_bn_act(
     b = bn.bias - bn.running_mean * scale
     if linear.bias is not None:
         b = b + linear.bias * scale
-    y = _linear_parts(flat, w, b)
-    if pool_k:
-        y = y.view(-1, pool_k, y.shape[-1]).amax(dim=1)
+    if pool_k:  # blocked: the (R, C_out) map is never built
+        pooled = [
+            _linear_parts([x[a:e] for x in flat], w, b).view(-1, pool_k, w.shape[0]).amax(1)
+            for a, e in _blocks(R, pool_k)
+        ]
+        y = pooled[0] if len(pooled) == 1 else torch.cat(pooled)
+    else:
+        y = _linear_parts(flat, w, b)
     inplace = not (torch.is_grad_enabled() and y.requires_grad)
     if relu:
         y = y.relu_() if inplace else torch.relu(y)
@@ -410,7 +481,7 @@ class RISPEmbedding(nn.Module):
         s2 = b2.weight.double() * torch.rsqrt(var2 + b2.eps)
         w = (a * s2[:, None]).to(flat.dtype)
         xc32 = flat - xbar.to(flat.dtype)
-        y = torch.relu(torch.addmm(b2.bias, xc32, w.t()))
+        y = torch.addmm(b2.bias, xc32, w.t()).relu_()  # addmm keeps its inputs, not its output
         with torch.no_grad():
             update_running_stats(b1, xbar @ w1d.t(), var1, R)
             update_running_stats(b2, w2d @ b1.bias.double(), var2, R)

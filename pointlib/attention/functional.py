@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pointlib.attention.neighborhood import Neighborhood
+from pointlib.attention.offset import offset_attention
 
 Kernel = Literal["softmax", "linear", "offset"]
 BackendName = Literal["auto", "sdpa", "explicit"]
@@ -438,6 +439,11 @@ def _global(
         )
     if o.kernel == "linear" and not o.return_attn:
         return _linear_kv_first(q, k, v, o.scale, o.fmap, o.norm, o.rope)
+    if o.kernel == "offset" and b is None and not o.return_attn:  # fast kernel, one group
+        scale = 1.0 if o.scale is None else o.scale
+        out = offset_attention(q[:, :, None], k[:, :, None], v[:, :, None], l1_axis=o.l1_axis,
+                               scale=scale)  # fmt: skip
+        return out[:, :, 0]
     w = _weights(q, k, b, None, o)
     if o.kernel == "offset":  # global = one group: "group" normalises over that single group
         w = w / (1e-9 + (w.sum(-2, keepdim=True) if o.l1_axis == "query" else w))
@@ -583,6 +589,13 @@ def _group(
         mf = None if mk is None else mk.reshape(B * R, 1, 1, Kk + M)
         if o.use_sdpa:
             out = _sdpa_masked(qf, kf, vf, bf, mf, o)
+        elif o.kernel == "offset" and bf is None and mf is None and not o.return_attn:
+            # fast kernel (pointlib.attention.offset): groups on axis -3 of (B, H, R, K, D)
+            og = offset_attention(
+                qg.transpose(1, 2), kg.transpose(1, 2), vg.transpose(1, 2),
+                l1_axis=o.l1_axis, scale=1.0 if o.scale is None else o.scale,
+            )  # fmt: skip
+            out = og.transpose(1, 2).reshape(B * R, H, Kq, Dv)
         else:
             w = _weights(qf, kf, bf, mf, o)
             if o.kernel == "offset":

@@ -74,25 +74,28 @@ def _as_blocks(t: Tensor, group: bool) -> Tensor:
     return t if group else t.reshape(-1, 1, *t.shape[2:])
 
 
-def _forward_block(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tensor:
+def _forward_block(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool, out: Tensor) -> None:
     A = _softmax_map(q, k, scale)  # (n, G, L, L)
     u = _normaliser(A, group)
     if group or A.shape[-1] <= v.shape[-1]:
-        return A.mul_(u).transpose(-1, -2) @ v
-    return (A.transpose(-1, -2) @ v).mul_(u.transpose(-1, -2))
+        torch.matmul(A.mul_(u).transpose(-1, -2), v, out=out)
+    else:
+        torch.matmul(A.transpose(-1, -2), v, out=out).mul_(u.transpose(-1, -2))
 
 
 def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tensor:
-    """``(N, G, L, *)`` inputs -> ``(N, G, L, Dv)``, in blocks of groups."""
-    n, per = _fold(q, group)
-    qb, kb, vb = (_as_blocks(t, group) for t in (q, k, v))
-    if per >= n:
-        return _forward_block(qb, kb, vb, scale, group).view(*q.shape[:-1], v.shape[-1])
-    out = vb.new_empty(*vb.shape[:-1], v.shape[-1])
+    """``(*, G, L, *)`` inputs -> a fresh ``(*, G, L, Dv)`` tensor (never a view), computed in
+    blocks of groups."""
+    G, L = q.shape[-3], q.shape[-2]
+    q4, k4, v4 = (t.reshape(-1, G, L, t.shape[-1]) for t in (q, k, v))
+    n, per = _fold(q4, group)
+    qb, kb, vb = (_as_blocks(t, group) for t in (q4, k4, v4))
+    out = v.new_empty(v.shape)
+    ob = _as_blocks(out.view(v4.shape), group)
     for a in range(0, n, per):
         b = min(n, a + per)
-        out[a:b] = _forward_block(qb[a:b], kb[a:b], vb[a:b], scale, group)
-    return out.view(*q.shape[:-1], v.shape[-1])
+        _forward_block(qb[a:b], kb[a:b], vb[a:b], scale, group, ob[a:b])
+    return out
 
 
 def _backward_block(
@@ -130,18 +133,20 @@ class _OffsetAttentionFn(torch.autograd.Function):
     def backward(ctx, g: Tensor):  # type: ignore[override]
         q, k, v = ctx.saved_tensors
         scale, group = ctx.scale, ctx.group
-        n, per = _fold(q, group)
-        qb, kb, vb, gb = (_as_blocks(t, group) for t in (q, k, v, g))
-        if per >= n:
-            dq, dk, dv = _backward_block(qb, kb, vb, gb, scale, group)
-        else:
-            dq, dk, dv = torch.empty_like(qb), torch.empty_like(kb), torch.empty_like(vb)
-            for a in range(0, n, per):
-                b = min(n, a + per)
-                dq[a:b], dk[a:b], dv[a:b] = _backward_block(
-                    qb[a:b], kb[a:b], vb[a:b], gb[a:b], scale, group
-                )
-        return dq.view(q.shape), dk.view(k.shape), dv.view(v.shape), None, None
+        G, L = q.shape[-3], q.shape[-2]
+        q4, k4, v4, g4 = (t.reshape(-1, G, L, t.shape[-1]) for t in (q, k, v, g))
+        n, per = _fold(q4, group)
+        qb, kb, vb, gb = (_as_blocks(t, group) for t in (q4, k4, v4, g4))
+        dq, dk, dv = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+        dqb, dkb, dvb = (
+            _as_blocks(t.view(s.shape), group) for t, s in ((dq, q4), (dk, k4), (dv, v4))
+        )
+        for a in range(0, n, per):
+            b = min(n, a + per)
+            dqb[a:b], dkb[a:b], dvb[a:b] = _backward_block(
+                qb[a:b], kb[a:b], vb[a:b], gb[a:b], scale, group
+            )
+        return dq, dk, dv, None, None
 
 
 def offset_attention(
@@ -176,11 +181,6 @@ def offset_attention(
     if l1_axis not in ("query", "group"):
         raise ValueError(f"l1_axis must be 'query' or 'group', got {l1_axis!r}")
     group = l1_axis == "group"
-    lead = q.shape[:-3]
-    G, L = q.shape[-3], q.shape[-2]
-    q4, k4, v4 = (t.reshape(-1, G, L, t.shape[-1]) for t in (q, k, v))
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        out = _OffsetAttentionFn.apply(q4, k4, v4, float(scale), group)
-    else:
-        out = _forward(q4, k4, v4, float(scale), group)
-    return out.view(*lead, G, L, v.shape[-1])
+        return _OffsetAttentionFn.apply(q, k, v, float(scale), group)
+    return _forward(q, k, v, float(scale), group)

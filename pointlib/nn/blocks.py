@@ -136,6 +136,39 @@ def _col_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     return mean.to(y.dtype), var.to(y.dtype)
 
 
+def _masked_grad(g: Tensor, y: Tensor, shift: Tensor, scale: Tensor, relu: bool) -> Tensor:
+    """The gradient at the BN output: ``g`` where ``y * scale + shift > 0`` (ReLU), else 0."""
+    if not relu:
+        return g
+    z = torch.addcmul(shift, y, scale)  # as in forward
+    return z.gt_(0).mul_(g)
+
+
+class _AffineReLUFn(torch.autograd.Function):
+    """``relu(x W^T + b)`` whose backward builds the parameter gradients block by block from
+    the kept output (the ReLU mask) without an ``(R, C)`` gradient temporary."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        out = torch.addmm(bias, x, weight.t()).relu_()
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, weight, out = ctx.saved_tensors
+        dx = x.new_empty(x.shape) if ctx.needs_input_grad[0] else None
+        dw = torch.zeros_like(weight)
+        db = weight.new_zeros(weight.shape[0])
+        for a, b in _blocks(x.shape[0]):
+            gb = (out[a:b] > 0).to(g.dtype).mul_(g[a:b])
+            dw.addmm_(gb.t(), x[a:b])
+            db += gb.sum(0)
+            if dx is not None:
+                torch.mm(gb, weight, out=dx[a:b])
+        return dx, dw, db
+
+
 class _LinearBNActFn(torch.autograd.Function):
     """Training-mode ``[max_K] act(BN(cat(xs) W^T + b))``; see :func:`linear_bn_act`.
 
@@ -212,21 +245,16 @@ class _LinearBNActFn(torch.autograd.Function):
             sum_gz = gz.sum(0)
             sum_gzxc = (gz * (sel - mean)).sum(0)
             gs = gz * scale
-            y = None
         else:
-            y = _linear_parts(xs, weight, bias)  # recomputed (R, C), bitwise as in forward
-            gz = torch.empty_like(y)
+            # two blocked passes, the linear map recomputed per block (bitwise as in forward):
+            # sums first, then dy; no (R, C) temporary is ever allocated
             sum_gz = torch.zeros_like(scale)
             sum_gzxc = torch.zeros_like(scale)
             for a, b in _blocks(R):
-                yb, gb = y[a:b], gz[a:b]
-                if ctx.relu:
-                    torch.addcmul(shift, yb, scale, out=gb)
-                    gb.gt_(0).mul_(g[a:b])
-                else:
-                    gb.copy_(g[a:b])
+                yb = _linear_parts([x[a:b] for x in xs], weight, bias)
+                gb = _masked_grad(g[a:b], yb, shift, scale, ctx.relu)
                 sum_gz += gb.sum(0)
-                sum_gzxc += (yb - mean).mul_(gb).sum(0)
+                sum_gzxc += yb.sub_(mean).mul_(gb).sum(0)
         dgamma = sum_gzxc * invstd
         # dL/dy = scale * (gz - mean(gz) - xhat * mean(gz * xhat)) = c1 y + c0 + scale gz
         c1 = scale * invstd * dgamma / -R
@@ -238,18 +266,16 @@ class _LinearBNActFn(torch.autograd.Function):
         dws = [weight.new_zeros(C, c) for c in widths]
         dbias = weight.new_zeros(C) if ctx.has_bias and ctx.needs_input_grad[1] else None
         for a, b in _blocks(R, pool_k or 1):
-            if y is None:  # pooled: recompute this block
-                dyb = _linear_parts([x[a:b] for x in xs], weight, bias)
-            else:
-                dyb = y[a:b]
-            dyb = torch.addcmul(c0, dyb, c1, out=dyb)
+            dyb = _linear_parts([x[a:b] for x in xs], weight, bias)  # recomputed block
             if pool_k:
+                dyb = torch.addcmul(c0, dyb, c1, out=dyb)
                 ma, mb = a // pool_k, b // pool_k
                 dyb.view(-1, pool_k, C).scatter_add_(
                     1, isel[ma:mb].unsqueeze(1), gs[ma:mb].unsqueeze(1)
                 )
             else:
-                dyb.addcmul_(gz[a:b], scale)
+                gb = _masked_grad(g[a:b], dyb, shift, scale, ctx.relu)
+                dyb = torch.addcmul(c0, dyb, c1, out=dyb).addcmul_(gb, scale)
             for i, x in enumerate(xs):
                 dx = dxs[i]
                 if dx is not None:
@@ -481,7 +507,7 @@ class RISPEmbedding(nn.Module):
         s2 = b2.weight.double() * torch.rsqrt(var2 + b2.eps)
         w = (a * s2[:, None]).to(flat.dtype)
         xc32 = flat - xbar.to(flat.dtype)
-        y = torch.addmm(b2.bias, xc32, w.t()).relu_()  # addmm keeps its inputs, not its output
+        y = _AffineReLUFn.apply(xc32, w, b2.bias)
         with torch.no_grad():
             update_running_stats(b1, xbar @ w1d.t(), var1, R)
             update_running_stats(b2, w2d @ b1.bias.double(), var2, R)

@@ -69,7 +69,8 @@ class _OffsetAttentionBase(nn.Module):
         """``x + ReLU(BN(W (x - x_r) + b))`` for ``x (*, G, L, C)``."""
         q, k, v = self._qkv(x)
         x_r = offset_attention(q, k, v, l1_axis=l1_axis)
-        return linear_bn_act(x - x_r, self.out_proj, self.norm, residual=x)
+        d = x_r.neg_().add_(x)  # x - x_r in x_r's buffer (the kernel does not keep its output)
+        return linear_bn_act(d, self.out_proj, self.norm, residual=x)
 
     def _residual(self, x: Tensor, x_r: Tensor) -> Tensor:
         return x + torch.relu(self.norm(self.out_proj(x - x_r)))

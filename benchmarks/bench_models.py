@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     repeats = args.repeats or (1 if args.quick else 3)
     warmup = args.warmup if args.warmup is not None else 1
+    load_start = os.getloadavg()
     results = []
     if args.compare:
         results = _main_compare(args, repeats, warmup)
@@ -337,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"peak +{r['peak_mem_mib']:8.1f} MiB", flush=True)  # fmt: skip
     meta = dict(
         python=platform.python_version(), platform=platform.platform(),
-        cpu_count=os.cpu_count(), loadavg=os.getloadavg(), argv=sys.argv[1:],
+        cpu_count=os.cpu_count(), loadavg_start=load_start, loadavg=os.getloadavg(),
+        argv=sys.argv[1:],
     )  # fmt: skip
     try:
         import torch

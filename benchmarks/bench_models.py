@@ -38,9 +38,14 @@ Usage::
     python benchmarks/bench_models.py                      # full sizes, CPU, both modes
     python benchmarks/bench_models.py --quick              # B/4, 1 repeat (smoke run)
     python benchmarks/bench_models.py --device cuda --json out.json
+    python benchmarks/bench_models.py --device cuda --amp bf16   # forward/step under autocast
     git worktree add --detach ../base HEAD~1               # the "before" tree
     python benchmarks/bench_models.py --compare ../base --modes fixed --batch 16 \
         --models risurconv_cls --phases forward train --repeats 7
+
+``--amp bf16|fp16`` wraps the forward (and the loss) in ``torch.autocast(device, dtype)``; the
+backward and the optimiser step run outside it, as in the trainer (no GradScaler: timing only).
+``--batch`` / ``--points`` override the configuration's sizes (tiny smoke runs).
 """
 
 from __future__ import annotations
@@ -71,15 +76,25 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+AMP = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
 def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: int, points: int,
-           threads: int | None) -> dict[str, Any]:  # fmt: skip
+           threads: int | None, amp: str = "none") -> dict[str, Any]:  # fmt: skip
     """Models (same weights in every mode), inputs and one ``step()`` closure per mode.
 
     ``phase``: ``"forward"`` (eval, inference mode), ``"train"`` (forward + cross-entropy +
     backward + Adam), ``"compile"`` (that train step with ``torch.compile(model)``) or
     ``"compile_forward"`` (the forward of the compiled model).
     """
+    from contextlib import nullcontext
+
     import torch
+
+    def autocast():
+        if AMP[amp] is None:
+            return nullcontext()
+        return torch.autocast(torch.device(device).type, dtype=getattr(torch, AMP[amp]))
 
     from pointlib.models import create_model
     from pointlib.testing import make_cloud
@@ -107,7 +122,8 @@ def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: in
         run = torch.compile(model) if phase.startswith("compile") else model
 
         def forward(model=run):
-            return model(xyz, nrm, cat) if seg else model(xyz, nrm)
+            with autocast():
+                return model(xyz, nrm, cat) if seg else model(xyz, nrm)
 
         if phase in ("forward", "compile_forward"):
             model.eval()
@@ -122,7 +138,7 @@ def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: in
             def step(forward=forward, opt=opt):
                 opt.zero_grad(set_to_none=True)
                 out = forward()
-                logits = out.reshape(-1, out.shape[-1])
+                logits = out.reshape(-1, out.shape[-1]).float()
                 torch.nn.functional.cross_entropy(logits, target.reshape(-1)).backward()
                 opt.step()
 
@@ -131,11 +147,11 @@ def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: in
 
 
 def run_worker(model_name: str, mode: str, phase: str, device: str, batch: int, points: int,
-               threads: int | None) -> None:  # fmt: skip
+               threads: int | None, amp: str = "none") -> None:  # fmt: skip
     """Serve timed steps of one (tree, model, mode, phase) on stdin/stdout: each input line
     ``step`` runs one step and answers ``wall cpu`` (seconds); ``quit`` ends."""
     t0 = time.perf_counter()
-    step = _setup(model_name, [mode], phase, device, batch, points, threads)[mode]
+    step = _setup(model_name, [mode], phase, device, batch, points, threads, amp)[mode]
     print(f"READY {time.perf_counter() - t0:.3f}", flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
@@ -216,11 +232,12 @@ def run_timing(
     warmup: int,
     repeats: int,
     threads: int | None,
+    amp: str = "none",
 ) -> dict[str, Any]:
     """Time every mode in this process, **interleaved** (A B B A ...), after ``warmup`` each."""
     import torch
 
-    steps = _setup(model_name, modes, phase, device, batch, points, threads)
+    steps = _setup(model_name, modes, phase, device, batch, points, threads, amp)
     for _ in range(warmup):
         for mode in modes:
             steps[mode]()
@@ -239,7 +256,7 @@ def run_timing(
 
 
 def run_memory(model_name: str, mode: str, phase: str, device: str, batch: int, points: int,
-               threads: int | None) -> dict[str, Any]:  # fmt: skip
+               threads: int | None, amp: str = "none") -> dict[str, Any]:  # fmt: skip
     """Peak memory of the first full-size step of one mode, in a fresh process.
 
     One batch-2 step runs first (training BatchNorm on the global feature needs B >= 2), so
@@ -247,8 +264,8 @@ def run_memory(model_name: str, mode: str, phase: str, device: str, batch: int, 
     """
     import torch
 
-    _setup(model_name, [mode], phase, device, min(2, batch), points, threads)[mode]()
-    steps = _setup(model_name, [mode], phase, device, batch, points, threads)
+    _setup(model_name, [mode], phase, device, min(2, batch), points, threads, amp)[mode]()
+    steps = _setup(model_name, [mode], phase, device, batch, points, threads, amp)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -288,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None, help="override the batch size")
+    p.add_argument("--amp", default="none", choices=list(AMP), help="autocast dtype (none: fp32)")
+    p.add_argument("--batch", type=int, default=None, help="override the configuration's batch")
+    p.add_argument("--points", type=int, default=None, help="override the configuration's N")
     p.add_argument(
         "--compare",
         default=None,
@@ -318,23 +337,28 @@ def main(argv: list[str] | None = None) -> int:
         results = _main_compare(args, repeats, warmup)
     for name in [] if args.compare else args.models:
         cfg = CONFIGS[name]
-        batch = args.batch or (max(1, cfg["batch"] // 4) if args.quick else cfg["batch"])
-        common = dict(model_name=name, device=args.device, batch=batch, points=cfg["points"],
-                      threads=args.threads)  # fmt: skip
+        batch = max(1, cfg["batch"] // 4) if args.quick else cfg["batch"]
+        batch = args.batch or batch
+        points = args.points or cfg["points"]
+        common = dict(model_name=name, device=args.device, batch=batch, points=points,
+                      threads=args.threads, amp=args.amp)  # fmt: skip
         for phase in args.phases:
             t = _child("time", modes=args.modes, phase=phase, warmup=warmup, repeats=repeats,
                        **common)  # fmt: skip
             for mode in args.modes:
                 mem = _child("memory", mode=mode, phase=phase, **common)
                 r = dict(
-                    model=name, mode=mode, phase=phase, device=args.device, batch=batch,
-                    points=cfg["points"], warmup=warmup, repeats=repeats, threads=t["threads"],
+                    model=name, mode=mode, phase=phase, device=args.device, amp=args.amp,
+                    batch=batch, points=points, warmup=warmup, repeats=repeats,
+                    threads=t["threads"],
                     wall_median_s=statistics.median(t["wall"][mode]), wall_s=t["wall"][mode],
                     cpu_median_s=statistics.median(t["cpu"][mode]), cpu_s=t["cpu"][mode], **mem,
                 )  # fmt: skip
+                r["samples_per_s"] = batch / r["wall_median_s"]
                 results.append(r)
-                print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={cfg['points']:4d}  "
-                      f"wall {r['wall_median_s']:8.3f} s  cpu {r['cpu_median_s']:8.3f} s  "
+                print(f"{name:18s} {mode:8s} {phase:7s} amp={args.amp:4s} B={batch:2d} "
+                      f"N={points:4d} wall {r['wall_median_s']:8.3f} s "
+                      f"({r['samples_per_s']:7.1f}/s)  cpu {r['cpu_median_s']:8.3f} s  "
                       f"peak +{r['peak_mem_mib']:8.1f} MiB", flush=True)  # fmt: skip
     meta = dict(
         python=platform.python_version(), platform=platform.platform(),
@@ -363,8 +387,9 @@ def _main_compare(args: argparse.Namespace, repeats: int, warmup: int) -> list[d
     for name in args.models:
         cfg = CONFIGS[name]
         batch = args.batch or (max(1, cfg["batch"] // 4) if args.quick else cfg["batch"])
-        common = dict(model_name=name, device=args.device, batch=batch, points=cfg["points"],
-                      threads=args.threads)  # fmt: skip
+        points = args.points or cfg["points"]
+        common = dict(model_name=name, device=args.device, batch=batch, points=points,
+                      threads=args.threads, amp=args.amp)  # fmt: skip
         for phase in args.phases:
             for mode in args.modes:
                 t = run_compare(trees, warmup, repeats, mode=mode, phase=phase, **common)
@@ -372,8 +397,9 @@ def _main_compare(args: argparse.Namespace, repeats: int, warmup: int) -> list[d
                     model=name,
                     mode=mode,
                     phase=phase,
+                    amp=args.amp,
                     batch=batch,
-                    points=cfg["points"],
+                    points=points,
                     warmup=warmup,
                     repeats=repeats,
                 )
@@ -396,7 +422,7 @@ def _main_compare(args: argparse.Namespace, repeats: int, warmup: int) -> list[d
                         f"{row['new_peak_mem_mib']:7.1f} MiB "
                         f"({row['new_peak_mem_mib'] / row['base_peak_mem_mib']:.2f}x)"
                     )
-                print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={cfg['points']:4d}  "
+                print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={points:4d}  "
                       f"wall {row['base_wall_median_s']:7.3f} -> {row['new_wall_median_s']:7.3f} s "
                       f"({ratio:.2f}x)  cpu {row['base_cpu_median_s']:7.3f} -> "
                       f"{row['new_cpu_median_s']:7.3f} s ({cratio:.2f}x)  first "

@@ -1,11 +1,21 @@
 """Benchmark pointlib's point ops against torch-cluster, torch.cdist+topk, scipy and open3d.
 
     python benchmarks/bench_ops.py [--device cpu|cuda] [--quick] [--json out.json]
+    python benchmarks/bench_ops.py --device cuda --batch 32 --sizes 1024 2048 --dtype float32
 
 Shapes are those RISurConv uses: B clouds x 1024 points (generic ellipsoid clouds from
 ``pointlib.testing.make_cloud``) and one real ModelNet40 cloud (2048 points) from the data minis.
 Each entry is the median of ``--repeat`` timed calls after one warm-up call, in milliseconds.
 Peers that are not installed are reported as ``n/a``.
+
+``--sizes`` runs every op (kNN k=8/32/64, FPS N->N/2 and N->512, ball query) at each N;
+``--dtype`` is the input dtype of pointlib's kNN and ball query (float16/bfloat16 are computed in
+float32; the dense FPS and the peers always get float32). On CUDA the ratios are taken against
+the pure-torch CUDA paths (``cdist+topk`` and pointlib's ``torch`` backend, i.e. batched FPS
+and masked top-k ball query), and FPS is compared with its memory-bandwidth bound: every step
+reads the coordinates and reads and writes the running minimum distance of every point,
+``B*N*(D*s + 2*4)`` bytes (``s`` the coordinate size), times ``npoint`` steps, at
+``--bandwidth`` bytes/s (H200: 4.3e12).
 """
 
 from __future__ import annotations
@@ -148,6 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--sizes", type=int, nargs="*", default=None, help="N of the synthetic cases")
+    ap.add_argument(
+        "--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"]
+    )
+    ap.add_argument("--bandwidth", type=float, default=4.3e12, help="bytes/s for the FPS bound")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,25 +171,36 @@ def main(argv: list[str] | None = None) -> dict:
     repeat = args.repeat or (2 if args.quick else 7)
     B = 2 if args.quick else args.batch
     backends = ops.available_backends(device=dev)
-    x1024 = make_cloud(B, 1024, device=dev)[0]
-    x2048 = make_cloud(B, 2048, device=dev)[0]
-
+    dtype = getattr(torch, args.dtype)
     cases: list[tuple[str, torch.Tensor, str, dict]] = []
-    for k in (8,) if args.quick else (8, 32, 64):
-        cases.append((f"knn B={B} N=1024 k={k}", x1024, "knn", {"k": k}))
-    cases.append((f"fps B={B} 1024->512", x1024, "fps", {"npoint": 512}))
-    if not args.quick:
-        cases.append((f"fps B={B} 2048->512", x2048, "fps", {"npoint": 512}))
-    cases.append((f"ball_query B={B} N=1024 r=0.2 ns=32", x1024, "ball_query", {"r": 0.2}))
-    real = real_cloud(dev)
+    if args.sizes:
+        for n in args.sizes:
+            x = make_cloud(B, n, device=dev)[0]
+            for k in (8,) if args.quick else (8, 32, 64):
+                cases.append((f"knn B={B} N={n} k={k}", x, "knn", {"k": min(k, n)}))
+            for npoint in sorted({max(1, n // 2), min(n, 512)}):
+                cases.append((f"fps B={B} {n}->{npoint}", x, "fps", {"npoint": npoint}))
+            cases.append((f"ball_query B={B} N={n} r=0.2 ns=32", x, "ball_query", {"r": 0.2}))
+    else:
+        x1024 = make_cloud(B, 1024, device=dev)[0]
+        x2048 = make_cloud(B, 2048, device=dev)[0]
+        for k in (8,) if args.quick else (8, 32, 64):
+            cases.append((f"knn B={B} N=1024 k={k}", x1024, "knn", {"k": k}))
+        cases.append((f"fps B={B} 1024->512", x1024, "fps", {"npoint": 512}))
+        if not args.quick:
+            cases.append((f"fps B={B} 2048->512", x2048, "fps", {"npoint": 512}))
+        cases.append((f"ball_query B={B} N=1024 r=0.2 ns=32", x1024, "ball_query", {"r": 0.2}))
+    real = None if args.sizes else real_cloud(dev)
     if real is not None:
         cases.append((f"knn real N={real.shape[1]} k=32", real, "knn", {"k": 32}))
         cases.append((f"fps real {real.shape[1]}->512", real, "fps", {"npoint": 512}))
         cases.append((f"ball_query real N={real.shape[1]} r=0.2", real, "ball_query", {"r": 0.2}))
 
     rows = []
-    for name, x, op, p in cases:
+    for name, x32, op, p in cases:
         impls: dict[str, Callable[[], object]] = {}
+        # the dense fps takes float32/float64 only: half-precision runs time it in float32
+        x = x32.to(dtype) if op != "fps" or dtype.itemsize >= 4 else x32
         for b in backends:
             if b not in ops.available_backends(op, dev):
                 continue
@@ -187,11 +213,11 @@ def main(argv: list[str] | None = None) -> dict:
                     x, p["r"], 32, backend=b
                 )
         if op == "knn":
-            impls.update(peers_knn(x, p["k"]))
+            impls.update(peers_knn(x32, p["k"]))
         elif op == "fps":
-            impls.update(peers_fps(x, p["npoint"]))
+            impls.update(peers_fps(x32, p["npoint"]))
         else:
-            impls.update(peers_ball(x, p["r"], 32))
+            impls.update(peers_ball(x32, p["r"], 32))
         for impl, fn in impls.items():
             ms = timeit(fn, dev, repeat if "torch]" not in impl else max(1, repeat // 3))
             rows.append({"case": name, "impl": impl, "ms": round(ms, 3)})
@@ -217,8 +243,30 @@ def main(argv: list[str] | None = None) -> dict:
             f"ball_query B={B}", best, "torch_cluster.radius"
         ),
     }
-    print("\nratios (ours / torch-cluster):")
+    if dev == "cuda":  # against the pure-torch CUDA paths, every case (goal <= 0.5 each)
+        for name, _, op, _p in cases:
+            peer = "cdist+topk" if op == "knn" else "pointlib[torch]"
+            goals[f"{name} / {peer} (goal <= 0.5)"] = ratio(name, best, peer)
+            goals[f"{name} / pointlib[torch]"] = ratio(name, best, "pointlib[torch]")
+    bounds = {}
+    for name, x32, op, p in cases:
+        if op != "fps":
+            continue
+        Bx, N, D = x32.shape
+        nbytes = Bx * N * (D * max(4, dtype.itemsize) + 2 * 4) * p["npoint"]  # fps: >= fp32
+        bound_ms = nbytes / args.bandwidth * 1e3
+        got = {(r["case"], r["impl"]): r["ms"] for r in rows}.get((name, best))
+        bounds[name] = {
+            "bytes": nbytes,
+            "bound_ms": round(bound_ms, 4),
+            "ours_ms": got,
+            "ours_over_bound (goal <= 2)": round(got / bound_ms, 2) if got else None,
+        }
+    print("\nratios (ours / peer):")
     for g, v in goals.items():
+        print(f"  {g}: {v}")
+    print(f"\nFPS vs the memory-bandwidth bound at {args.bandwidth:.3g} B/s:")
+    for g, v in bounds.items():
         print(f"  {g}: {v}")
     result = {
         "device": dev,
@@ -230,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_end": Path("/proc/loadavg").read_text().split()[:3] if load else None,
         "rows": rows,
         "goal_ratios": goals,
+        "dtype": args.dtype,
+        "fps_bandwidth_bound": bounds,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

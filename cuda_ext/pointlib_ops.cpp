@@ -33,8 +33,8 @@ TORCH_LIBRARY(pointlib, m) {
   m.def("knn(Tensor points, Tensor queries, int k) -> (Tensor, Tensor)");
   // -> idx (B,M,nsample) int64; strict dist2 < radius**2 (rounded once to the dtype).
   m.def("ball_query(Tensor points, Tensor queries, float radius, int nsample) -> Tensor");
-  // -> idx (B,npoint) int64.
-  m.def("fps(Tensor points, int npoint, int start) -> Tensor");
+  // -> idx (B,npoint) int64; tie_rtol > 0: lowest index within tie_rtol * max|x| of the max.
+  m.def("fps(Tensor points, int npoint, int start, float tie_rtol=0.0) -> Tensor");
   m.def("build_info() -> str", &pointlib::build_info);
 }
 

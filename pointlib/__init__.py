@@ -28,7 +28,19 @@ _LAZY = (
     "transforms",
 )
 
-__all__ = ["__version__", "geometry", "ops", *_LAZY]
+__all__ = ["__version__", "geometry", "ops", "predict", *_LAZY]
+
+
+def predict(checkpoint: Any, inputs: Any, **kwargs: Any) -> Any:
+    """Classify (or part-segment) point-cloud / mesh files with a trained checkpoint, applying the
+    preprocessing recorded in it; see :func:`pointlib.engine.predict.predict` for the arguments.
+
+    >>> preds = pointlib.predict("runs/syn/best.pt", ["chair.ply"], rotations=8)  # doctest: +SKIP
+    >>> preds[0].top_k  # [(class, probability), ...], best first  # doctest: +SKIP
+    """
+    from pointlib.engine.predict import predict as _predict
+
+    return _predict(checkpoint, inputs, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,84 @@ def make_cloud(
     normals = d / axes  # gradient direction of the ellipsoid (ignores the bumps)
     normals = normals / normals.norm(dim=-1, keepdim=True)
     return xyz.to(dtype=dtype, device=device), normals.to(dtype=dtype, device=device)
+
+
+#: The adversarial cloud kinds of :func:`adversarial_cloud`.
+ADVERSARIAL_KINDS = ("lattice", "planar_grid", "duplicates", "collinear_rings", "cube")
+
+
+def adversarial_cloud(
+    kind: str, N: int, *, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """A cloud full of exact ties, the worst case for rotation-invariant decisions.
+
+    Real CAD data holds exactly tied distances, angles and FPS steps; these clouds push that to
+    the limit (every point tied with several others), for invariance tests:
+
+    * ``"lattice"``: an integer lattice in a box, normals of the nearest box face;
+    * ``"planar_grid"``: a square grid in a plane (all neighbourhoods coplanar), normal ``+z``;
+    * ``"duplicates"``: a generic cloud with every point present twice;
+    * ``"collinear_rings"``: a cylinder sampled on a regular (angle, height) grid: vertical
+      lines of collinear points and rings of equidistant ones, outward normals;
+    * ``"cube"``: the surface of a cube on a regular grid (octahedral symmetry: the global
+      covariance is isotropic), face normals.
+
+    Args:
+        kind: one of :data:`ADVERSARIAL_KINDS`.
+        N: number of points (the grid is the smallest that holds ``N`` points, truncated in
+            index order).
+        dtype: output dtype.
+
+    Returns:
+        ``xyz (1, N, 3)`` scaled into the unit ball, ``normals (1, N, 3)`` unit vectors.
+    """
+    f64 = torch.float64
+    if kind == "lattice":
+        side = math.ceil(N ** (1 / 3))
+        r = torch.arange(side, dtype=f64)
+        g = torch.cartesian_prod(r, r, r)[:N] - (side - 1) / 2
+        xyz = g + 0.5 * (side % 2 == 1)  # no point at the centre (its face would be undefined)
+        face = xyz.abs().argmax(-1)
+        nrm = torch.nn.functional.one_hot(face, 3).to(f64) * torch.sign(
+            xyz.gather(1, face[:, None])
+        )
+    elif kind == "planar_grid":
+        side = math.ceil(math.sqrt(N))
+        r = torch.arange(side, dtype=f64) - (side - 1) / 2
+        g = torch.cartesian_prod(r, r)[:N]
+        xyz = torch.cat([g, torch.zeros(N, 1, dtype=f64)], 1)
+        nrm = torch.tensor([0.0, 0.0, 1.0], dtype=f64).expand(N, 3)
+    elif kind == "duplicates":
+        half = (N + 1) // 2
+        x, n = make_cloud(1, half, dtype=f64)
+        xyz, nrm = x[0].repeat(2, 1)[:N], n[0].repeat(2, 1)[:N]
+    elif kind == "collinear_rings":
+        rings = max(2, math.ceil(math.sqrt(N / 2)))
+        per = math.ceil(N / rings)
+        ang = torch.arange(per, dtype=f64) * (2 * math.pi / per)
+        z = torch.arange(rings, dtype=f64) * (2 * math.pi / per) - 0.5 * (rings - 1) * (
+            2 * math.pi / per
+        )
+        a, h = torch.cartesian_prod(ang, z)[:N].unbind(-1)
+        xyz = torch.stack([torch.cos(a), torch.sin(a), h], -1)
+        nrm = torch.stack([torch.cos(a), torch.sin(a), torch.zeros_like(a)], -1)
+    elif kind == "cube":
+        side = max(2, math.ceil(math.sqrt(N / 6)) + 1)
+        r = torch.linspace(-1.0, 1.0, side, dtype=f64)
+        g = torch.cartesian_prod(r, r, r)
+        on = g.abs().amax(-1) == 1.0
+        g = g[on][:N]
+        if g.shape[0] < N:  # pragma: no cover - the grid always holds N points
+            raise AssertionError("cube grid too small")
+        face = g.abs().argmax(-1)
+        nrm = torch.nn.functional.one_hot(face, 3).to(f64) * torch.sign(g.gather(1, face[:, None]))
+        xyz = g
+    else:
+        raise ValueError(f"kind must be one of {ADVERSARIAL_KINDS}, got {kind!r}")
+    xyz = xyz - xyz.mean(0, keepdim=True)
+    xyz = xyz / xyz.norm(dim=-1).amax()
+    nrm = nrm / nrm.norm(dim=-1, keepdim=True)
+    return xyz[None].to(dtype), nrm[None].to(dtype)
 
 
 def rotation_error(

@@ -16,6 +16,7 @@
 
 #include "checks.h"
 #include "cpu/cpu_common.h"
+#include "cpu/dense_kernels.h"
 #include "cpu/grid_cpu.h"
 
 namespace pointlib {
@@ -213,6 +214,18 @@ at::Tensor ball_query_cpu(const at::Tensor& points, const at::Tensor& queries, d
 }
 
 }  // namespace
+
+// Exported for the ragged ops (cpu/dense_kernels.h).
+template <typename T>
+void ball_query_dense(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, T r2,
+                      double radius, int64_t nsample, int64_t* out) {
+  ball_query_kernel<T>(pts, qry, B, N, M, r2, radius, nsample, out);
+}
+template void ball_query_dense<float>(const float*, const float*, int64_t, int64_t, int64_t,
+                                      float, double, int64_t, int64_t*);
+template void ball_query_dense<double>(const double*, const double*, int64_t, int64_t, int64_t,
+                                       double, double, int64_t, int64_t*);
+
 }  // namespace cpu
 }  // namespace pointlib
 

@@ -22,6 +22,7 @@
 
 #include "checks.h"
 #include "cpu/cpu_common.h"
+#include "cpu/dense_kernels.h"
 #include "cpu/grid_cpu.h"
 
 namespace pointlib {
@@ -520,6 +521,18 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& points, const at::T
 }
 
 }  // namespace
+
+// Exported for the ragged ops (cpu/dense_kernels.h).
+template <typename T>
+void knn_dense(const T* pts, const T* qry, int64_t B, int64_t N, int64_t M, int64_t k,
+               int64_t* out_idx, T* out_d2) {
+  knn_kernel<T>(pts, qry, B, N, M, k, out_idx, out_d2);
+}
+template void knn_dense<float>(const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                               int64_t*, float*);
+template void knn_dense<double>(const double*, const double*, int64_t, int64_t, int64_t,
+                                int64_t, int64_t*, double*);
+
 }  // namespace cpu
 }  // namespace pointlib
 

@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from pointlib.engine.config import Config, load_config
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def make_parser(prog: str, description: str, epilog: str | None = None) -> Parser:
+    """A subcommand parser: plain-text description kept as written (no reST markup)."""
+    return Parser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def lower(text: str) -> str:
+    """argparse ``type=`` for case-insensitive choices (``SO3`` and ``so3``)."""
+    return text.lower()
 
 
 def add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -1,7 +1,7 @@
-"""``pointlib bench [--ops-only | --models-only] [--quick] [-- ARGS...]``.
+"""pointlib bench [--ops-only | --models-only] [--quick] [-- ARGS...]
 
-Runs ``benchmarks/bench_ops.py`` and ``benchmarks/bench_models.py`` of a source checkout and
-prints their tables. Arguments after ``--`` are passed to both scripts."""
+Runs benchmarks/bench_ops.py and benchmarks/bench_models.py of a source checkout and prints
+their tables. Arguments after -- are passed to both scripts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pointlib.cli._common import make_parser
+
 
 def benchmarks_dir() -> Path:
     """The ``benchmarks/`` folder of the checkout pointlib was installed from (editable)."""
@@ -19,18 +21,22 @@ def benchmarks_dir() -> Path:
     return Path(pointlib.__file__).resolve().parents[1] / "benchmarks"
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("pointlib bench", __doc__ or "")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ops-only", action="store_true", help="only bench_ops.py (kNN, FPS, ...)")
+    g.add_argument("--models-only", action="store_true", help="only bench_models.py")
+    p.add_argument("--quick", action="store_true", help="pass --quick to the scripts")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv or [])
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = argparse.ArgumentParser(prog="pointlib bench", description=__doc__)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--ops-only", action="store_true")
-    g.add_argument("--models-only", action="store_true")
-    p.add_argument("--quick", action="store_true", help="pass --quick to the scripts")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.quick:
         extra = ["--quick", *extra]
     names = ["bench_ops.py", "bench_models.py"]

@@ -1,28 +1,25 @@
-"""``pointlib eval --checkpoint DIR/best.pt [--rotation none|z|so3] [--num-rotations R]
-[--angles sweep|A,B,...] [--set data.root=...]``.
+"""pointlib eval --checkpoint DIR/best.pt [--rotation none|z|so3] [--num-rotations R]
+[--angles sweep|A,B,...] [--set data.root=...]
 
-Rebuilds the model and the test set from the checkpoint (its saved config, with ``--set``
-overrides, e.g. another ``data.root``), evaluates every requested rotation protocol with seeded
-per-sample rotations, prints the results and writes ``eval.json`` (and ``eval_sweep.png``) next to
-the checkpoint, or into ``--out``.
+Rebuilds the model and the test set from the checkpoint (its saved config, with --set
+overrides, e.g. another data.root), evaluates every requested rotation protocol with seeded
+per-sample rotations, prints the results and writes eval.json (and, with --angles,
+eval_sweep.png) next to the checkpoint, or into --out. Every file written is named at the end.
+Rotation names are case-insensitive (so3 = SO3).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from pointlib.cli._common import lower, make_parser
 from pointlib.engine.config import ROTATIONS, ConfigError, apply_overrides, config_from_dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="pointlib eval",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = make_parser("pointlib eval", __doc__ or "")
     p.add_argument(
         "--checkpoint", "-k", required=True, type=Path, help="best.pt / last.pt, or a run folder"
     )
@@ -30,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rotation",
         "-r",
         action="append",
+        type=lower,
         choices=ROTATIONS,
         default=None,
         help="test-time rotation (repeatable; default: the config's eval.rotations)",
@@ -48,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also evaluate fixed rotations about the tilted up axis: 'sweep' "
         "(eval.sweep_steps angles over 360°) or a list of degrees",
     )
-    p.add_argument("--split", default=None, help="dataset split to evaluate (default: test)")
+    p.add_argument(
+        "--split", default=None, help="dataset split to evaluate (default: the config's test)"
+    )
     p.add_argument(
         "--set",
         "-s",
@@ -63,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         type=Path,
         default=None,
-        help="folder for eval.json (default: beside the checkpoint)",
+        help="folder for eval.json / eval_sweep.png (default: beside the checkpoint)",
     )
-    p.add_argument("--device", default=None, help="cpu | cuda (default: the config's)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda or cuda:N (default: the saved train.device)",
+    )
     return p
 
 
@@ -99,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device:
         raw["train"]["device"] = args.device
     cfg = config_from_dict(raw)
-    device = resolve_device(cfg.train.device, DistInfo())
+    flag = "--device" if args.device else "train.device (saved in the checkpoint's config)"
+    device = resolve_device(cfg.train.device, DistInfo(), flag=flag)
     model = model_from_checkpoint(state).to(device)
     data = build_data(cfg)
     rotations = args.rotation or cfg.eval.rotations
@@ -122,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rot, res in results.items():
         print(f"{state['model_name']} {cfg.augment.rotation}/{rot}: {summarise(res, cfg.task)}")
     out = args.out or Path(state["path"]).parent
+    written: list[Path] = []
     if args.angles:
         key = "instance_miou" if cfg.task == "partseg" else "oa"
         angles = _angles(args.angles, cfg.eval.sweep_steps)
@@ -136,9 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload["sweep"] = {"angles": angles, key: values, "tilt_deg": cfg.eval.sweep_tilt_deg}
         from pointlib.engine.plots import plot_sweep
 
-        plot_sweep(angles, {state["model_name"]: values}, out / "eval_sweep.png")
-    from pointlib.engine.checkpoint import atomic_write_text
+        n = len(data.test)
+        plot_sweep(
+            angles,
+            {state["model_name"]: values},
+            out / "eval_sweep.png",
+            ylabel="instance mIoU (%)" if key == "instance_miou" else "overall accuracy (%)",
+            note=f"each point: all {n} test samples rotated by that angle "
+            f"(axis tilted {cfg.eval.sweep_tilt_deg:g}° from {data.up_axis})",
+        )
+        written.append(out / "eval_sweep.png")
+    from pointlib.engine.outputs import atomic_write_text, dumps_json
 
-    atomic_write_text(out / "eval.json", json.dumps(payload, indent=2))
-    print(f"wrote {out / 'eval.json'}")
+    atomic_write_text(out / "eval.json", dumps_json(payload))
+    written.insert(0, out / "eval.json")
+    print("wrote " + ", ".join(str(w) for w in written))
     return 0

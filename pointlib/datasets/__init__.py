@@ -22,7 +22,7 @@ from typing import Any
 
 from pointlib.datasets.base import DatasetError, DatasetNotFoundError, PointCloudDataset
 from pointlib.datasets.collate import collate_points, make_loader
-from pointlib.datasets.download import RESOURCES, DownloadError, download
+from pointlib.datasets.download import RESOURCES, CorruptArchiveError, DownloadError, download
 from pointlib.datasets.fg3d import FG3D, FG3D_NUM_CLASSES
 from pointlib.datasets.modelnet import (
     MODELNET10_CLASSES,
@@ -74,6 +74,7 @@ __all__ = [
     "SHAPENETPART_CATEGORIES",
     "SHAPENETPART_SEG_CLASSES",
     "SYNTHETIC_CLASSES",
+    "CorruptArchiveError",
     "DatasetError",
     "DatasetNotFoundError",
     "DownloadError",

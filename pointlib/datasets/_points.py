@@ -15,6 +15,23 @@ from pointlib.datasets.base import DatasetError
 SAMPLING_METHODS = ("fps", "first", "random")
 
 
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of a list file (split list, class names ...).
+
+    ``FileNotFoundError`` passes through (callers name the missing file); undecodable bytes or
+    another read error raise :class:`DatasetError` naming the file.
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{p}: not a UTF-8 text file ({exc})") from None
+    except OSError as exc:
+        raise DatasetError(f"{p}: cannot read ({exc})") from exc
+
+
 def read_txt_points(
     path: str | os.PathLike[str], ncols: int, *, delimiter: str | None = None
 ) -> np.ndarray:
@@ -27,25 +44,29 @@ def read_txt_points(
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DatasetError(f"{p}: file listed in the split is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{p}: not a UTF-8 text point file ({exc})") from None
+    except OSError as exc:
         raise DatasetError(f"{p}: cannot read point file ({exc})") from exc
     if delimiter is None or delimiter == ",":
         text = text.replace(",", " ")
-    rows = [r for r in text.splitlines() if r.strip()]
-    if not rows:
+    lines = [(n, r.split()) for n, r in enumerate(text.splitlines(), start=1)]
+    lines = [(n, r) for n, r in lines if r]
+    if not lines:
         raise DatasetError(f"{p}: empty point file")
-    tokens = " ".join(rows).split()
-    if len(tokens) != ncols * len(rows):
-        bad = next(i for i, r in enumerate(rows) if len(r.split()) != ncols)
+    # each row on its own: one short row next to a long one must not shift the columns between
+    bad = next(((n, r) for n, r in lines if len(r) != ncols), None)
+    if bad is not None:
         raise DatasetError(
-            f"{p}: row {bad + 1} has {len(rows[bad].split())} values, expected {ncols} "
+            f"{p}: line {bad[0]} has {len(bad[1])} values, expected {ncols} "
             "(truncated or corrupt file?)"
         )
+    rows = [r for _, r in lines]
     try:
-        arr = np.array(tokens, dtype=np.float32).reshape(len(rows), ncols)
+        arr = np.array(rows, dtype=np.float32)
     except ValueError as exc:
         raise DatasetError(f"{p}: non-numeric value in point file ({exc})") from exc
     finite = np.isfinite(arr).all(axis=1)
@@ -58,13 +79,6 @@ def read_txt_points(
         )
         arr = arr[finite]
     return arr
-
-
-def check_finite(arr: np.ndarray, where: str) -> None:
-    """Raise :class:`DatasetError` if ``arr`` has NaN/inf (used for h5 arrays)."""
-    if not np.isfinite(arr).all():
-        bad = np.unique(np.nonzero(~np.isfinite(arr))[0])
-        raise DatasetError(f"{where}: NaN/inf values in {len(bad)} item(s), first index {bad[0]}")
 
 
 def _fps_batched(clouds: list[np.ndarray], num_points: int, chunk: int = 128) -> list[np.ndarray]:

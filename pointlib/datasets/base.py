@@ -110,13 +110,10 @@ class PointCloudDataset(Dataset):
         return self.root
 
     def _check_labels(self, labels: np.ndarray, where: str) -> np.ndarray:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
-            raise DatasetError(
-                f"{where}: label {int(bad)} out of range for {self.num_classes} classes"
-            )
-        return labels.astype(np.int64)
+        """``(M,)`` int64 labels after checking they are integers in ``[0, num_classes)``."""
+        from pointlib.datasets._h5 import check_labels
+
+        return check_labels(labels, self.num_classes, where)
 
     # -- public API ----------------------------------------------------------------------------
     @property

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pointlib.io._atomic import make_temp, remove_stale_temps
 
 __all__ = [
     "atomic_write_npz",
@@ -76,10 +77,9 @@ def atomic_write_npz(
     file at ``path`` is left untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = make_temp(target)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             payload = {k: np.asarray(v) for k, v in arrays.items()}
             payload["__meta__"] = np.asarray(json.dumps(dict(meta), sort_keys=True, default=str))
             np.savez(fh, **payload)
@@ -120,11 +120,13 @@ def cached_arrays(
 
     ``cache_dir=None`` disables caching (always builds). The file is
     ``<cache_dir>/<stem>_<settings_key>.npz``; it is rebuilt when its stored settings or source
-    fingerprint differ, or when it is unreadable (with a warning).
+    fingerprint differ, or when it is unreadable (with a warning). Temporary files of this cache
+    left by a killed build are removed first (see :func:`pointlib.io._atomic.remove_stale_temps`).
     """
     if cache_dir is None:
         return build(), None
     path = Path(cache_dir) / f"{stem}_{settings_key(settings)}.npz"
+    remove_stale_temps([path])  # half-written files of a killed earlier build
     expected = {
         "settings": json.loads(json.dumps(dict(settings), default=str)),
         "source": source_fingerprint,

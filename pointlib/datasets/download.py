@@ -22,15 +22,20 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["RESOURCES", "DownloadError", "Resource", "download", "md5sum"]
+__all__ = ["RESOURCES", "CorruptArchiveError", "DownloadError", "Resource", "download", "md5sum"]
 
 
 class DownloadError(RuntimeError):
     """A download, checksum or extraction failure; the message names the file or URL."""
+
+
+class CorruptArchiveError(DownloadError):
+    """The archive cannot be extracted (not an archive, truncated, bad CRC)."""
 
 
 @dataclass(frozen=True)
@@ -140,13 +145,23 @@ def _progress(total: int | None, initial: int, desc: str, enabled: bool):
 
 
 def _open(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int | None, bool]:
-    """Open ``url`` from byte ``offset``: ``(stream, total_size, resumed)``."""
+    """Open ``url`` from byte ``offset``: ``(stream, total_size, resumed)``.
+
+    ``resumed`` is False when the transfer restarts from byte 0: the server ignored the ``Range``
+    request, or a stale ``.part`` is at least as long as the source (its bytes cannot be trusted).
+    A missing ``file://`` source raises :class:`DownloadError`.
+    """
     scheme = urllib.parse.urlparse(url).scheme
     if scheme == "file":
         path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
-        f = open(path, "rb")
+        try:
+            f = open(path, "rb")
+        except OSError as exc:
+            raise DownloadError(f"{url}: cannot open the source file ({exc})") from None
         size = os.fstat(f.fileno()).st_size
-        f.seek(min(offset, size))
+        if offset > size:  # stale .part larger than the source: start over
+            offset = 0
+        f.seek(offset)
         return f, size, offset > 0
     req = urllib.request.Request(url, headers={"User-Agent": "pointlib"})
     if offset:
@@ -154,11 +169,18 @@ def _open(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int | None, 
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing left: the .part file is complete
-            return open(os.devnull, "rb"), offset, True
+        if exc.code == 416 and offset:
+            # the .part reaches the end of the source: complete when the server states the same
+            # size ("Content-Range: bytes */SIZE"), else stale (longer) and fetched again
+            size = (exc.headers.get("Content-Range") or "").rpartition("/")[2].strip()
+            if size.isdigit() and int(size) == offset:
+                return open(os.devnull, "rb"), offset, True
+            return _open(url, 0, timeout)
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         raise DownloadError(f"{url}: {exc.reason}") from exc
+    except OSError as exc:  # timeouts, resets
+        raise DownloadError(f"{url}: {exc}") from exc
     resumed = offset > 0 and resp.status == 206
     length = resp.headers.get("Content-Length")
     total = (int(length) + (offset if resumed else 0)) if length is not None else None
@@ -168,22 +190,37 @@ def _open(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int | None, 
 def fetch(
     url: str, dest: str | os.PathLike[str], *, progress: bool = True, timeout: float = 60.0
 ) -> Path:
-    """Download ``url`` to ``dest``, resuming ``dest + '.part'`` if present; atomic rename."""
+    """Download ``url`` to ``dest``, resuming ``dest + '.part'`` if present; atomic rename.
+
+    A ``.part`` longer than the source is discarded and the transfer starts over; a transfer
+    that ends short keeps its ``.part`` (the next call resumes it).
+    """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     stream, total, resumed = _open(url, offset, timeout)
     mode = "ab" if resumed else "wb"
-    with (
-        stream,
-        open(part, mode) as out,
-        _progress(total, offset if resumed else 0, dest.name, progress) as bar,
-    ):
-        while block := stream.read(1 << 20):
-            out.write(block)
-            if bar is not None:
-                bar.update(len(block))
+    try:
+        with (
+            stream,
+            open(part, mode) as out,
+            _progress(total, offset if resumed else 0, dest.name, progress) as bar,
+        ):
+            while block := stream.read(1 << 20):
+                out.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+    except OSError as exc:
+        raise DownloadError(
+            f"{url}: transfer failed ({exc}); call again to resume from {part}"
+        ) from exc
     size = part.stat().st_size
+    if total is not None and size > total:
+        part.unlink()
+        raise DownloadError(
+            f"{url}: received {size} bytes, the source has {total}; {part} was removed, "
+            "call again to download from the start"
+        )
     if total is not None and size != total:
         raise DownloadError(
             f"{url}: incomplete download ({size} of {total} bytes); "
@@ -217,7 +254,7 @@ def extract(archive: str | os.PathLike[str], root: str | os.PathLike[str], folde
                 else:  # pragma: no cover - members were checked by _safe_members
                     t.extractall(tmp)
         else:
-            raise DownloadError(f"{archive}: not a zip or tar archive (corrupt download?)")
+            raise CorruptArchiveError(f"{archive}: not a zip or tar archive (corrupt download?)")
         src = tmp / folder
         if not src.is_dir():
             entries = [p for p in tmp.iterdir() if not p.name.startswith("__MACOSX")]
@@ -230,8 +267,8 @@ def extract(archive: str | os.PathLike[str], root: str | os.PathLike[str], folde
         else:
             os.replace(src, target)
         return target
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"{archive}: corrupt archive ({exc})") from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CorruptArchiveError(f"{archive}: corrupt archive ({exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -253,12 +290,17 @@ def download(
         root: parent folder; the data end up in ``root/<Resource.folder>``.
         url: override the URL (a mirror, or a ``file://`` path).
         md5: override the expected archive md5.
-        force: replace an existing folder.
+        force: replace an existing folder and download again (an existing archive or
+            ``.part`` file in ``root`` is deleted first).
         progress: show a tqdm progress bar.
         keep_archive: keep the archive after extraction.
 
+    A corrupt archive (it cannot be extracted) or one with the wrong md5 is deleted before the
+    error is raised, so calling again downloads it afresh.
+
     Raises:
-        DownloadError: no URL, network error, md5 mismatch, corrupt archive, bad file md5.
+        DownloadError: no URL, missing ``file://`` source, network error, md5 mismatch, corrupt
+            archive (:class:`CorruptArchiveError`), bad file md5.
     """
     key = ALIASES.get(name, name)
     if key not in RESOURCES:
@@ -278,6 +320,10 @@ def download(
         os.replace(target, trash)
         shutil.rmtree(trash, ignore_errors=True)
     archive = root / res.archive
+    if force:  # start from nothing: a kept or half-downloaded archive may be the problem
+        for stale in (archive, archive.with_name(archive.name + ".part")):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
     if not archive.exists():
         fetch(src, archive, progress=progress)
     expected = md5 or res.md5
@@ -289,7 +335,15 @@ def download(
                 f"{archive}: md5 mismatch (expected {expected}, got {got}); "
                 "the file was removed, call again to re-download"
             )
-    target = extract(archive, root, res.folder)
+    try:
+        target = extract(archive, root, res.folder)
+    except CorruptArchiveError as exc:
+        # with an unknown md5 nothing else can tell a bad download: drop it so that the next
+        # call downloads again instead of failing on the same bytes forever
+        archive.unlink()
+        raise CorruptArchiveError(
+            f"{exc}; the archive was removed, call again to re-download"
+        ) from exc.__cause__
     _check_files(target, res)
     if not keep_archive:
         archive.unlink()

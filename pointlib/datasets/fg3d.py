@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pointlib.datasets._cached import load_cached, resolve_cache_dir
-from pointlib.datasets._points import check_sampling, load_sampled
+from pointlib.datasets._points import check_sampling, load_sampled, read_text
 from pointlib.datasets.base import DatasetError, DatasetNotFoundError, PointCloudDataset, Transform
 
 FG3D_NUM_CLASSES: dict[str, int] = {"airplane": 13, "car": 20, "chair": 33}
@@ -85,7 +85,7 @@ class FG3D(PointCloudDataset):
         for f in (cat_file, list_file):
             if not f.is_file():
                 raise DatasetNotFoundError(f"{f}: FG3D list file is missing")
-        self.classes = [ln.strip() for ln in cat_file.read_text().splitlines() if ln.strip()]
+        self.classes = [ln.strip() for ln in read_text(cat_file).splitlines() if ln.strip()]
         if strict and len(self.classes) != FG3D_NUM_CLASSES[category]:
             raise DatasetError(
                 f"{cat_file}: {len(self.classes)} subcategories, FG3D {category} "
@@ -93,7 +93,7 @@ class FG3D(PointCloudDataset):
             )
         index = {c: i for i, c in enumerate(self.classes)}
         items = []
-        for sid in (ln.strip() for ln in list_file.read_text().splitlines()):
+        for sid in (ln.strip() for ln in read_text(list_file).splitlines()):
             if not sid:
                 continue
             sub = sid.rsplit("_", 1)[0]

@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pointlib.datasets._cached import load_cached, resolve_cache_dir
+from pointlib.datasets._h5 import check_count, check_labels, check_normals, check_points, read_h5
 from pointlib.datasets._points import (
-    check_finite,
     check_sampling,
     load_sampled,
+    read_text,
     read_txt_points,
     sample_indices,
 )
@@ -54,7 +55,7 @@ FORMATS = ("txt", "h5", "off")
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        return [ln.strip() for ln in read_text(path).splitlines() if ln.strip()]
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path}: required list file is missing") from None
 
@@ -244,44 +245,31 @@ class ModelNet40(PointCloudDataset):
             self.classes = raw_classes
 
         def build() -> dict[str, np.ndarray]:
-            from pointlib._optional import require
-
-            h5py = require("h5py", "ModelNet h5 files")
             xyz, nrm, lab, sid = [], [], [], []
             for p in paths:
-                try:
-                    with h5py.File(p, "r") as f:
-                        if "data" not in f or "label" not in f:
-                            raise DatasetError(f"{p}: missing 'data' or 'label' dataset")
-                        d = np.asarray(f["data"][:], np.float32)
-                        lb = np.asarray(f["label"][:]).reshape(-1)
-                        n = np.asarray(f["normal"][:], np.float32) if "normal" in f else None
-                        ids = (
-                            [
-                                s.decode() if isinstance(s, bytes) else str(s)
-                                for s in f["shape_id"][:]
-                            ]
-                            if "shape_id" in f
-                            else [f"{p.stem}/{i}" for i in range(len(d))]
-                        )
-                except (OSError, KeyError) as exc:
-                    raise DatasetError(f"{p}: unreadable or truncated h5 file ({exc})") from exc
+                a = read_h5(p, ("data", "label"), ("normal", "shape_id"), strings=("shape_id",))
+                d, lb = a["data"], a["label"].reshape(-1)
                 if d.ndim != 3 or d.shape[2] != 3 or len(lb) != len(d):
                     raise DatasetError(
                         f"{p}: 'data' must be (M, N, 3) with one label per shape,"
                         f" got {d.shape} and {len(lb)} labels"
                     )
-                if n is not None and n.shape != d.shape:
-                    raise DatasetError(f"{p}: 'normal' shape {n.shape} != 'data' {d.shape}")
-                check_finite(d, f"{p}: 'data'")
-                if lb.size and (lb.min() < 0 or lb.max() >= len(raw_classes)):
-                    raise DatasetError(
-                        f"{p}: label {int(lb.max())} out of range for {len(raw_classes)} classes"
-                    )
+                check_count(d.shape[0] * d.shape[1], f"{p}: 'data' {d.shape}")
+                d = check_points(d, f"{p}: 'data'")
+                n = a.get("normal")
+                if n is not None:
+                    if n.shape != d.shape:
+                        raise DatasetError(f"{p}: 'normal' shape {n.shape} != 'data' {d.shape}")
+                    n = check_normals(n, f"{p}: 'normal'")
+                ids = a.get("shape_id")
+                if ids is None:
+                    ids = [f"{p.stem}/{i}" for i in range(len(d))]
+                elif len(ids) != len(d):
+                    raise DatasetError(f"{p}: {len(ids)} 'shape_id' entries for {len(d)} shapes")
                 xyz.append(d)
                 nrm.append(n)
-                lab.append(lb.astype(np.int64))
-                sid.extend(ids)
+                lab.append(check_labels(lb, len(raw_classes), str(p)))
+                sid.extend(str(s) for s in ids)
             labels = np.concatenate(lab)
             data = np.concatenate(xyz)
             has_n = all(n is not None for n in nrm)
@@ -295,6 +283,7 @@ class ModelNet40(PointCloudDataset):
                 data, labels = data[keep], labels[keep]
                 sid[:] = [s for s, k in zip(sid, keep) if k]
                 normals = normals[keep] if normals is not None else None
+            check_count(len(labels), f"{', '.join(str(p) for p in paths)} ({self.name})")
             clouds = list(np.concatenate([data, normals], -1) if normals is not None else data)
             return self._subsample(clouds, labels, sid)
 

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pointlib.datasets._cached import load_cached, resolve_cache_dir
-from pointlib.datasets._points import check_finite, check_sampling, estimate_normals, sample_indices
+from pointlib.datasets._h5 import check_count, check_labels, check_points, read_h5
+from pointlib.datasets._points import check_sampling, estimate_normals, sample_indices
 from pointlib.datasets.base import DatasetError, DatasetNotFoundError, PointCloudDataset, Transform
 
 SCANOBJECTNN_CLASSES: tuple[str, ...] = (
@@ -132,25 +133,16 @@ class ScanObjectNN(PointCloudDataset):
         raise DatasetNotFoundError(f"{root / folder / fname}: ScanObjectNN {variant} file missing")
 
     def _build(self, path: Path, k: int, with_normals: bool) -> dict[str, np.ndarray]:
-        from pointlib._optional import require
-
-        h5py = require("h5py", "ScanObjectNN")
-        try:
-            with h5py.File(path, "r") as f:
-                if "data" not in f or "label" not in f:
-                    raise DatasetError(f"{path}: missing 'data' or 'label' dataset")
-                data = np.asarray(f["data"][:], np.float32)
-                labels = np.asarray(f["label"][:]).reshape(-1)
-        except (OSError, KeyError) as exc:
-            raise DatasetError(f"{path}: unreadable or truncated h5 file ({exc})") from exc
+        a = read_h5(path, ("data", "label"))
+        data, labels = a["data"], a["label"].reshape(-1)
         if data.ndim != 3 or data.shape[2] < 3 or len(labels) != len(data):
             raise DatasetError(
                 f"{path}: 'data' must be (M, N, 3) with one label per cloud, got "
                 f"{data.shape} and {len(labels)} labels"
             )
-        data = data[..., :3]
-        check_finite(data, f"{path}: 'data'")
-        labels = self._check_labels(labels, str(path))
+        check_count(data.shape[0] * data.shape[1], f"{path}: 'data' {data.shape}")
+        data = check_points(data[..., :3], f"{path}: 'data'")
+        labels = check_labels(labels, self.num_classes, str(path))
         idx = sample_indices(list(data), self.num_points, self.sampling, self.seed)
         xyz = np.ascontiguousarray(np.take_along_axis(data, idx[..., None], axis=1))
         out = {"xyz": xyz, "labels": labels}

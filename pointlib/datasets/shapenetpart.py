@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pointlib.datasets._cached import load_cached, resolve_cache_dir
-from pointlib.datasets._points import check_sampling, load_sampled, read_txt_points
+from pointlib.datasets._points import check_sampling, load_sampled, read_text, read_txt_points
 from pointlib.datasets.base import DatasetError, DatasetNotFoundError, PointCloudDataset, Transform
 
 SHAPENETPART_CATEGORIES: dict[str, str] = {
@@ -126,6 +126,11 @@ class ShapeNetPart(PointCloudDataset):
                 if not p.is_file():
                     raise DatasetNotFoundError(f"{p}: listed in {lst.name} but missing")
                 items.append((f"{synset}/{sid}", cat, p))
+        if not items:
+            what = f"categories {categories}" if categories is not None else "shapes"
+            raise DatasetError(
+                f"{', '.join(str(p) for p in lists)}: no {what} listed for split {split!r}"
+            )
         self.names = [n for n, _, _ in items]
         settings: dict[str, Any] = {
             "dataset": self.name,
@@ -152,7 +157,7 @@ class ShapeNetPart(PointCloudDataset):
     def _read_categories(root: Path) -> dict[str, int]:
         f = root / "synsetoffset2category.txt"
         try:
-            rows = [ln.split() for ln in f.read_text().splitlines() if ln.strip()]
+            rows = [ln.split() for ln in read_text(f).splitlines() if ln.strip()]
         except FileNotFoundError:
             raise DatasetNotFoundError(f"{f}: missing (is root the _v0_normal folder?)") from None
         out = {}
@@ -165,7 +170,7 @@ class ShapeNetPart(PointCloudDataset):
     @staticmethod
     def _read_json(path: Path) -> list[str]:
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
         except FileNotFoundError:
             raise DatasetNotFoundError(f"{path}: split list is missing") from None
         except json.JSONDecodeError as exc:
@@ -188,11 +193,8 @@ class ShapeNetPart(PointCloudDataset):
                 )
             return c
 
-        if items:
-            names = [n for n, _, _ in items]
-            pts = load_sampled(load, len(items), self.num_points, self.sampling, self.seed, names)
-        else:
-            pts = np.zeros((0, self.num_points, 7), np.float32)
+        names = [n for n, _, _ in items]
+        pts = load_sampled(load, len(items), self.num_points, self.sampling, self.seed, names)
         return {
             "xyz": np.ascontiguousarray(pts[..., :3]),
             "normals": np.ascontiguousarray(pts[..., 3:6]),

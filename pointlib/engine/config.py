@@ -135,13 +135,19 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision, used on CUDA only
+    # Autocast for the training step. Off until measured on a GPU (issue 12). On CUDA with
+    # amp_dtype float16 a GradScaler is used; bfloat16 needs none and also runs on CPU.
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16
     grad_clip: float | None = None  # max global grad norm
     select_metric: str = "auto"  # val metric for best.pt: auto|oa|macc|instance_miou|class_miou
     checkpoint_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     progress: bool = True  # tqdm bars (rank 0)
     tensorboard: bool = True
     log_every: int = 20  # steps between TensorBoard scalars
+    # DDP: a rank silent this long stops every rank with an error naming it (None:
+    # $POINTLIB_DIST_TIMEOUT, else 300 s)
+    dist_timeout_s: float | None = None
 
 
 @dataclass
@@ -154,6 +160,7 @@ class EvalConfig:
     angle_sweep: bool = False
     sweep_steps: int = 12  # angles in [0, 360) about a tilted axis
     sweep_tilt_deg: float = 45.0  # tilt of the sweep axis away from the up axis
+    amp: bool = False  # evaluate under autocast (train.amp_dtype); explicit opt-in only
 
 
 @dataclass
@@ -183,24 +190,36 @@ class Config:
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     def validate(self) -> Config:
-        """Check cross-field constraints; returns ``self``. Raises :class:`ConfigError`."""
-        _choice("task", self.task, ("cls", "partseg"))
-        _choice("augment.rotation", self.augment.rotation, ROTATIONS)
-        for i, r in enumerate(self.eval.rotations):
-            _choice(f"eval.rotations[{i}]", r, ROTATIONS)
-        for i, r in enumerate(self.robustness.train_rotations):
+        """Check cross-field constraints; returns ``self``. Raises :class:`ConfigError`.
+
+        Enumerated values are case-insensitive and stored in lower case (``SO3`` -> ``so3``,
+        ``Adam`` -> ``adam``), so the spelling of every table ("SO3") is accepted."""
+        self.task = _choice("task", self.task, ("cls", "partseg"))
+        self.augment.rotation = _choice("augment.rotation", self.augment.rotation, ROTATIONS)
+        self.eval.rotations = [
+            _choice(f"eval.rotations[{i}]", r, ROTATIONS) for i, r in enumerate(self.eval.rotations)
+        ]
+        self.robustness.train_rotations = [
             _choice(f"robustness.train_rotations[{i}]", r, ROTATIONS)
-        for k, v in self.robustness.tests.items():
-            _choice(f"robustness.tests key {k!r}", k, ROTATIONS)
-            for r in v:
-                _choice(f"robustness.tests.{k}", r, ROTATIONS)
-        _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
-        _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
-        _choice(
+            for i, r in enumerate(self.robustness.train_rotations)
+        ]
+        self.robustness.tests = {
+            _choice(f"robustness.tests key {k!r}", k, ROTATIONS): [
+                _choice(f"robustness.tests.{k}", r, ROTATIONS) for r in v
+            ]
+            for k, v in self.robustness.tests.items()
+        }
+        self.optim.name = _choice("optim.name", self.optim.name, ("adam", "adamw", "sgd"))
+        self.train.amp_dtype = _choice(
+            "train.amp_dtype", self.train.amp_dtype, ("bfloat16", "float16")
+        )
+        self.sched.name = _choice("sched.name", self.sched.name, ("step", "cosine", "constant"))
+        self.train.select_metric = _choice(
             "train.select_metric",
             self.train.select_metric,
             ("auto", "oa", "macc", "instance_miou", "class_miou", "loss"),
         )
+        self.train.device = self.train.device.lower()
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         for key, v in (
@@ -212,6 +231,8 @@ class Config:
         ):
             if v < 1:
                 raise ConfigError(f"{key} must be >= 1, got {v}")
+        if self.train.dist_timeout_s is not None and not self.train.dist_timeout_s > 0:
+            raise ConfigError(f"train.dist_timeout_s must be > 0, got {self.train.dist_timeout_s}")
         if self.augment.scale is not None and len(self.augment.scale) != 2:
             raise ConfigError(f"augment.scale must be [low, high], got {self.augment.scale}")
         if not 0.0 <= self.augment.point_dropout < 1.0:
@@ -224,9 +245,14 @@ class Config:
         return self
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` in lower case when it is one of ``allowed`` (case-insensitive), else an error."""
+    low = value.lower() if isinstance(value, str) else value
+    if low not in allowed:
+        raise ConfigError(
+            f"{key}: {value!r} is not one of {', '.join(allowed)} (case does not matter)"
+        )
+    return low
 
 
 # --------------------------------------------------------------------------- dict <-> dataclass
@@ -370,6 +396,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from pointlib.engine.checkpoint import atomic_write_text
+    from pointlib.engine.outputs import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -182,8 +182,8 @@ def _seg_classes(ds: Dataset) -> tuple[list[list[int]], int]:
 
 def resolve_root(root: str | None) -> str | None:
     """Expand ``~`` and environment variables in a dataset root. ``${POINTLIB_DATA_ROOT}`` falls
-    back to :func:`pointlib.testing.data_root` (``../shared/data`` beside the checkout) when the
-    variable is unset."""
+    back to :func:`pointlib.testing.data_root` (the test machines' data folder) when the variable
+    is unset."""
     if root is None:
         return None
     for token in ("${POINTLIB_DATA_ROOT}", "$POINTLIB_DATA_ROOT"):
@@ -193,8 +193,9 @@ def resolve_root(root: str | None) -> str | None:
             base = data_root()
             if base is None:
                 raise FileNotFoundError(
-                    f"data.root {root!r} uses $POINTLIB_DATA_ROOT, which is not set "
-                    "(and ../shared/data does not exist); set it or pass --set data.root=PATH"
+                    f"data.root {root!r} uses $POINTLIB_DATA_ROOT, which is not set; set it to "
+                    "the folder that holds your datasets (docs/reproduce.md) or pass "
+                    "--set data.root=PATH"
                 )
             root = root.replace(token, str(base))
     return os.path.expanduser(os.path.expandvars(root))

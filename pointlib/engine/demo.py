@@ -9,7 +9,6 @@ prediction (``predictions.png``) into the output folder.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any
 
 import torch
 
-from pointlib.engine.checkpoint import atomic_write_text, model_from_checkpoint
+from pointlib.engine.checkpoint import model_from_checkpoint
 from pointlib.engine.config import Config, config_from_dict
 from pointlib.engine.data import DataBundle, bundle_from_datasets
 from pointlib.engine.evaluate import forward_batch
+from pointlib.engine.outputs import atomic_write_text, dumps_json
 from pointlib.engine.plots import plot_sweep, render_clouds
 from pointlib.engine.robustness import (
     RobustnessRow,
@@ -30,7 +30,7 @@ from pointlib.engine.robustness import (
 )
 from pointlib.engine.rotations import rotate_batch, sample_rotations
 
-__all__ = ["DemoSettings", "demo_config", "run_demo"]
+__all__ = ["DemoSettings", "demo_config", "previous_results", "run_demo"]
 
 MODELS = {
     "RISurConv (fixed, tiny)": "risurconv_cls_tiny",
@@ -110,6 +110,13 @@ def _demo_data(cfg: Config, s: DemoSettings) -> DataBundle:
     return bundle_from_datasets(cfg, train_base, test_base)
 
 
+def previous_results(out: str | Path) -> list[str]:
+    """Names of the demo outputs already in ``out`` (empty when it is safe to write there)."""
+    out = Path(out)
+    names = ["demo.json", "robustness.csv", "robustness.md", "robustness.json", *MODELS.values()]
+    return [n for n in names if (out / n).exists()]
+
+
 def run_demo(
     out: str | Path = "pointlib-demo",
     settings: DemoSettings | None = None,
@@ -144,7 +151,8 @@ def run_demo(
         best_paths[label] = out / model / "train_z" / "best.pt"
     assert data is not None
     title = "SyntheticShapes, z-trained: rotation about a 45°-tilted axis"
-    plot_sweep(angles, sweeps, out / "angle_sweep.png", title=title)
+    sweep_note = f"each point: all {len(data.test)} test shapes rotated by that angle"
+    plot_sweep(angles, sweeps, out / "angle_sweep.png", title=title, note=sweep_note)
     _render_predictions(best_paths, data, out / "predictions.png", seed=s.seed)
     wall = time.time() - t0
     note = (
@@ -153,10 +161,18 @@ def run_demo(
     )
     write_robustness(out, rows, note=note, extra={"angles": angles, "sweeps": sweeps})
     table = format_table(rows, markdown=True)
-    files = ["robustness.csv", "robustness.md", "angle_sweep.png", "predictions.png"]
+    files = [
+        "robustness.csv",
+        "robustness.md",
+        "robustness.json",
+        "angle_sweep.png",
+        "predictions.png",
+        "demo.json",
+        *(f"{m}/" for m in MODELS.values()),  # run folders: best.pt, metrics, confusions
+    ]
     atomic_write_text(
         out / "demo.json",
-        json.dumps({"wall_s": wall, "settings": s.__dict__, "files": files}, indent=2),
+        dumps_json({"wall_s": wall, "settings": s.__dict__, "files": files}),
     )
     return {"rows": rows, "table": table, "files": [out / f for f in files], "wall_s": wall}
 

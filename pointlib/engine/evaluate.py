@@ -28,6 +28,12 @@ class ProtocolResult:
     invariance_error: float  # max |logits_r - logits_0| over samples, copies, entries (NaN if R=1)
     confusion: Tensor | None = None  # cls: summed over copies
     extra: dict[str, Any] = field(default_factory=dict)
+    #: test samples whose predicted label is not the same on every rotated copy (part
+    #: segmentation: samples with any point whose label changes); 0 when R = 1
+    prediction_changes: int = 0
+    #: part segmentation: points whose label is not the same on every copy (cls: = samples)
+    point_changes: int = 0
+    num_samples: int = 0
 
     def mean_std(self, key: str) -> tuple[float, float]:
         vals = [c[key] for c in self.copies]
@@ -41,6 +47,9 @@ class ProtocolResult:
         for k in keys:
             out[f"{k}_mean"], out[f"{k}_std"] = self.mean_std(k)
         out["invariance_error"] = self.invariance_error
+        out["prediction_changes"] = self.prediction_changes
+        out["point_changes"] = self.point_changes
+        out["num_samples"] = self.num_samples
         out["copies"] = self.copies
         return out
 
@@ -54,9 +63,17 @@ def forward_batch(
     return model(xyz, normals)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _autocast(device: torch.device, amp: bool, dtype: str = "bfloat16"):
+    """``torch.autocast`` on CUDA (bfloat16/float16) and CPU (bfloat16); else a no-op."""
+    if not amp:
+        return nullcontext()
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f"amp dtype {dtype!r} is not one of {', '.join(AMP_DTYPES)}")
+    if device.type == "cuda" or (device.type == "cpu" and dtype == "bfloat16"):
+        return torch.autocast(device.type, dtype=AMP_DTYPES[dtype])
     return nullcontext()
 
 
@@ -76,6 +93,7 @@ def evaluate_protocol(
     device: torch.device | str = "cpu",
     use_normals: bool = True,
     amp: bool = False,
+    amp_dtype: str = "bfloat16",
     fixed_rotation: Tensor | None = None,
     progress: bool = False,
     desc: str = "eval",
@@ -87,7 +105,7 @@ def evaluate_protocol(
     Under ``torch.distributed`` the metric sums are reduced over ranks, so every rank returns the
     global result.
     """
-    from tqdm.auto import tqdm
+    from pointlib.engine.progress import progress as progress_bar
 
     device = torch.device(device)
     copies = 1 if rotation == "none" or fixed_rotation is not None else num_rotations
@@ -98,12 +116,15 @@ def evaluate_protocol(
     else:
         meters = [ClassificationMeter(num_classes) for _ in range(copies)]
     inv_err = torch.zeros((), dtype=torch.float64)
+    # changed samples, changed points (partseg), samples
+    changes = torch.zeros(3, dtype=torch.float64)
     loss_fn = nn.CrossEntropyLoss()
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
         batch = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         xyz = batch["xyz"]
         normals = batch.get("normals") if use_normals else None
         first: Tensor | None = None
+        changed: Tensor | None = None
         for r in range(copies):
             if fixed_rotation is not None:
                 R = fixed_rotation.to(xyz.dtype).expand(xyz.shape[0], 3, 3)
@@ -112,7 +133,7 @@ def evaluate_protocol(
                     rotation, batch["index"], seed=seed, copy=r, up_axis=up_axis, dtype=xyz.dtype
                 )
             rx, rn = rotate_batch(xyz, normals, R)
-            with _autocast(device, amp):
+            with _autocast(device, amp, amp_dtype):
                 logits = forward_batch(model, batch, task, rx, rn)
             logits = logits.float()
             if task == "partseg":
@@ -124,16 +145,28 @@ def evaluate_protocol(
                 meters[r].update(logits, target, float(loss_fn(logits, target)))
             if first is None:
                 first = logits
+                changed = torch.zeros_like(logits.argmax(-1), dtype=torch.bool)
             else:
                 inv_err = torch.maximum(inv_err, (logits - first).abs().max().double().cpu())
+                changed = changed | (logits.argmax(-1) != first.argmax(-1))
+        assert changed is not None
+        per_sample = changed if changed.dim() == 1 else changed.any(-1)
+        changes += torch.tensor(
+            [float(per_sample.sum()), float(changed.sum()), float(per_sample.numel())],
+            dtype=torch.float64,
+        )
     for m in meters:
         m.load_state(all_reduce(m.state()))
     inv_err = all_reduce(inv_err, "max")
+    changes = all_reduce(changes)
     return ProtocolResult(
         rotation=rotation if fixed_rotation is None else "fixed",
         copies=[m.compute() for m in meters],
         invariance_error=float(inv_err) if copies > 1 else float("nan"),
         confusion=sum(m.cm for m in meters) if task != "partseg" else None,
+        prediction_changes=int(changes[0]),
+        point_changes=int(changes[1]),
+        num_samples=int(changes[2]),
     )
 
 
@@ -147,4 +180,10 @@ def summarise(result: ProtocolResult, task: str) -> str:
         "{} {:.2f} ± {:.2f}".format(name, *(100 * x for x in result.mean_std(k)))
         for name, k in parts
     )
-    return f"{txt} | inv.err {result.invariance_error:.2e}"
+    err = result.invariance_error
+    if not math.isfinite(err):
+        return f"{txt} | inv.err – (one copy)"
+    return (
+        f"{txt} | inv.err {err:.2e} | pred. changes "
+        f"{result.prediction_changes}/{result.num_samples}"
+    )

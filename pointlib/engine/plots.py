@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pointlib.engine.checkpoint import atomic_write_bytes
+from pointlib.engine.outputs import atomic_write_bytes
 
 __all__ = ["plot_confusion", "plot_sweep", "render_clouds"]
 
@@ -32,8 +32,18 @@ def _save(fig: Any, path: str | Path, dpi: int = 120) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_confusion(cm: Tensor, classes: Sequence[str], path: str | Path, title: str = "") -> None:
-    """Row-normalised confusion matrix (rows: true class, columns: prediction) as a PNG."""
+def plot_confusion(
+    cm: Tensor,
+    classes: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    *,
+    copies: int = 1,
+) -> None:
+    """Row-normalised confusion matrix (rows: true class, columns: prediction) as a PNG.
+
+    ``cm`` is ``(C, C)`` counts; when it sums ``copies`` rotated copies of the test set, the
+    figure says so (each test sample is then counted ``copies`` times)."""
     plt = _pyplot()
     cmf = cm.double()
     norm = cmf / cmf.sum(1, keepdim=True).clamp_min(1)
@@ -53,8 +63,17 @@ def plot_confusion(cm: Tensor, classes: Sequence[str], path: str | Path, title: 
                     ax.text(
                         j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color=color
                     )
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(title or "confusion matrix")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("fraction of the true class (row-normalised)")
+    total = int(cm.sum())
+    if copies > 1:
+        what = (
+            f"counts summed over {copies} rotated copies of the test set "
+            f"({total} predictions = {copies} x {total // copies} samples)"
+        )
+    else:
+        what = f"counts: {total} test samples"
+    ax.set_title((title or "confusion matrix") + "\n" + what, fontsize=9)
     _save(fig, path)
 
 
@@ -64,8 +83,11 @@ def plot_sweep(
     path: str | Path,
     title: str = "accuracy vs rotation about a tilted axis",
     ylabel: str = "overall accuracy (%)",
+    *,
+    note: str = "",
 ) -> None:
-    """One line per model: metric (in %) against the rotation angle (degrees)."""
+    """One line per model: metric (in %) against the rotation angle (degrees). ``note`` (a
+    second title line) says what each point counts, e.g. how many samples were rotated."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, ys in curves.items():
@@ -76,7 +98,7 @@ def plot_sweep(
     ax.set_xticks(list(range(0, 361, 45)))
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(title)
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10 if note else None)
     _save(fig, path)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pointlib.engine.checkpoint import atomic_write_text
 from pointlib.engine.config import Config
 from pointlib.engine.data import DataBundle, build_data
 from pointlib.engine.evaluate import ProtocolResult
+from pointlib.engine.outputs import atomic_write_text, dumps_json
 from pointlib.engine.rotations import sweep_rotation
 from pointlib.engine.trainer import evaluate_test, train
 
@@ -51,6 +50,9 @@ class RobustnessRow:
     second_std: float
     invariance_error: float
     num_rotations: int
+    #: test samples whose label is not the same on every rotated copy, and the samples counted
+    prediction_changes: int = 0
+    num_samples: int = 0
 
     @property
     def protocol(self) -> str:
@@ -79,6 +81,8 @@ def rows_from_results(
                 s2,
                 res.invariance_error,
                 len(res.copies),
+                res.prediction_changes,
+                res.num_samples,
             )
         )
     return rows
@@ -130,8 +134,12 @@ def run_robustness(
         c.augment.rotation = train_rot
         c.eval.rotations = list(cfg.robustness.tests.get(train_rot, [train_rot]))
         c.validate()
+        train_view = data.train
+        if hasattr(train_view, "augment"):  # a copy of the view, pointed at this rotation
+            train_view = copy.copy(train_view)  # (the caller's data.train is left as it was)
+            train_view.augment = c.augment
         bundle = DataBundle(
-            train=data.train,
+            train=train_view,
             val=data.val,
             test=data.test,
             classes=data.classes,
@@ -139,20 +147,21 @@ def run_robustness(
             seg_classes=data.seg_classes,
             num_parts=data.num_parts,
         )
-        if hasattr(bundle.train, "augment"):  # the view is shared; point it at this rotation
-            bundle.train.augment = c.augment
         run_dir = out / f"train_{train_rot}" if out is not None else None
         res = train(c, run_dir, data=bundle)
         rows += rows_from_results(label, train_rot, res.test, c.task)
         extras["runs"][train_rot] = str(run_dir) if run_dir else None
         if do_sweep and i == 0:
-            model = res.model
-            if run_dir is not None:
+            # the val-selected weights, as for the test rows (not the last step's)
+            model = res.best_model
+            if model is None and run_dir is not None and (run_dir / "best.pt").is_file():
                 from pointlib.engine.checkpoint import model_from_checkpoint
 
                 model = model_from_checkpoint(run_dir / "best.pt")
-            assert model is not None
-            extras["sweep"] = angle_sweep(c, model, bundle)
+            if model is None:
+                raise RuntimeError(f"robustness: no best weights for train rotation {train_rot}")
+            device = next(model.parameters()).device
+            extras["sweep"] = angle_sweep(c, model, bundle, device=device)
             extras["sweep_train_rotation"] = train_rot
     return rows, extras
 
@@ -163,6 +172,10 @@ def _pct(m: float, s: float) -> str:
 
 def _err(e: float) -> str:
     return "–" if math.isnan(e) else f"{e:.1e}"
+
+
+def _changes(r: RobustnessRow) -> str:
+    return "–" if r.num_rotations < 2 else f"{r.prediction_changes}/{r.num_samples}"
 
 
 def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str:
@@ -188,7 +201,8 @@ def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str
         body.append(cells)
     second = rows[0].second_metric if rows else "macc"
     sname = {"macc": "mAcc", "class_miou": "cls. mIoU"}.get(second, second)
-    head2 = ["model", "train/test", f"{name} (%)", f"{sname} (%)", "inv. err", "R"]
+    head2 = ["model", "train/test", f"{name} (%)", f"{sname} (%)", "inv. err", "pred. changes",
+             "R"]  # fmt: skip
     body2 = [
         [
             r.model,
@@ -196,6 +210,7 @@ def format_table(rows: Sequence[RobustnessRow], *, markdown: bool = True) -> str
             _pct(r.mean, r.std),
             _pct(r.second_mean, r.second_std),
             _err(r.invariance_error),
+            _changes(r),
             str(r.num_rotations),
         ]
         for r in rows
@@ -237,11 +252,13 @@ def write_robustness(
     md += (
         "Protocol X/Y = train-time rotation augmentation X / test-time rotation Y; mean ± std "
         "over R seeded rotated copies of the test set (z: uniform angle about the up axis, "
-        "SO3: Haar-uniform); inv. err = max |Δlogits| between the rotated copies of a sample.\n\n"
+        "SO3: Haar-uniform); inv. err = max |Δlogits| between the rotated copies of a sample; "
+        "pred. changes = test samples whose predicted label is not the same on every rotated "
+        "copy (part segmentation: samples with any point whose label changes).\n\n"
     )
     if note:
         md += note.rstrip() + "\n\n"
     md += format_table(rows, markdown=True) + "\n"
     atomic_write_text(out / "robustness.md", md)
     payload = {"rows": [{"protocol": r.protocol, **asdict(r)} for r in rows], **(extra or {})}
-    atomic_write_text(out / "robustness.json", json.dumps(payload, indent=2, default=str))
+    atomic_write_text(out / "robustness.json", dumps_json(payload))

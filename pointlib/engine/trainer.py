@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from pointlib.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from pointlib.engine.checkpoint import load_checkpoint, remove_stale_temps_in, save_checkpoint
 from pointlib.engine.config import Config, SchedConfig, config_to_dict, save_config
 from pointlib.engine.data import DataBundle, build_data, make_loader
 from pointlib.engine.distributed import (
@@ -49,8 +49,18 @@ from pointlib.engine.evaluate import (
     forward_batch,
 )
 from pointlib.engine.metrics import ClassificationMeter, PartSegMeter
+from pointlib.engine.outputs import atomic_write_text, dumps_json, honour_umask
 
-__all__ = ["TrainResult", "bn_momentum_at", "evaluate_test", "lr_at", "run_info", "train"]
+__all__ = [
+    "TrainResult",
+    "bn_momentum_at",
+    "check_resume_compatible",
+    "evaluate_test",
+    "lr_at",
+    "run_info",
+    "run_summary",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test: dict[str, ProtocolResult] = field(default_factory=dict)
     model: nn.Module | None = None  # the final (last-step) weights, unwrapped from DDP
+    best_model: nn.Module | None = None  # the val-selected weights the test set was run on
 
 
 # --------------------------------------------------------------------------- schedules
@@ -147,15 +158,71 @@ def run_info(cfg: Config, dist_info: DistInfo, device: torch.device) -> dict[str
 # --------------------------------------------------------------------------- helpers
 
 
-def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    """``auto`` -> CUDA (this rank's GPU under DDP) when available, else CPU."""
+def resolve_device(name: str, dist_info: DistInfo, *, flag: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA (this rank's GPU under DDP) when available, else CPU.
+
+    ``flag`` is how the user chose the device (``--device``, ``train.device``); a CUDA request
+    that cannot be served raises :class:`~pointlib.engine.config.ConfigError` naming it and
+    saying whether the installed torch is a CPU-only build."""
+    from pointlib.engine.config import ConfigError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and dist_info.enabled:
         name = f"cuda:{dist_info.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"{flag}: {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{flag}: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = f"the installed torch {torch.__version__} is a CPU-only build"
+        else:
+            why = (
+                f"no CUDA device is visible (torch {torch.__version__}, CUDA {torch.version.cuda})"
+            )
+        raise ConfigError(
+            f"{_flag(flag, name)} asks for CUDA, but {why}; use {_flag(flag, 'cpu')} (or auto)"
+        )
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{_flag(flag, name)}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    return device
+
+
+def run_summary(
+    cfg: Config,
+    data: DataBundle,
+    model: nn.Module,
+    device: torch.device,
+    out: Path | None,
+    dist_info: DistInfo | None = None,
+) -> str:
+    """The one line ``pointlib train`` starts with: model, parameters, data sizes, device."""
+    world = dist_info.world_size if dist_info is not None else 1
+    n_val = len(data.val) if data.val is not None else 0
+    steps = len(data.train) // (cfg.data.batch_size * world)
+    params = sum(p.numel() for p in model.parameters())
+    where = f" -> {out}" if out is not None else ""
+    procs = f" x {world} processes" if world > 1 else ""
+    return (
+        f"train {cfg.model.name} ({params:,} parameters) on {cfg.data.name}: "
+        f"{len(data.train)} train / {n_val} val / {len(data.test)} test samples, "
+        f"{cfg.data.num_points} points, {data.num_classes} classes; {cfg.train.epochs} epochs "
+        f"x {steps} steps of {cfg.data.batch_size}{procs}, augment {cfg.augment.rotation}, "
+        f"device {device}{where}"
+    )
+
+
+def _flag(flag: str, value: str) -> str:
+    """``--device cuda`` for an option, ``train.device=cuda`` for a config key."""
+    return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"
 
 
 def _set_deterministic(on: bool) -> None:
@@ -254,6 +321,107 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# --------------------------------------------------------------------------- resuming
+
+#: Config entries that may differ between a run and its resumption (where it runs, how long,
+#: how it logs and how it is evaluated); every other entry must match the checkpoint's config.
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "name",
+    "out",
+    "data.root",
+    "data.num_workers",
+    "data.eval_batch_size",
+    "train.epochs",
+    "train.max_steps",
+    "train.device",
+    "train.amp",
+    "train.progress",
+    "train.tensorboard",
+    "train.log_every",
+    "train.checkpoint_every_steps",
+    "train.dist_timeout_s",
+    "eval",
+    "robustness",
+)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and (d or not prefix):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def _may_change(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
+
+
+def check_resume_compatible(
+    state: dict[str, Any], cfg: Config, model_kwargs: dict[str, Any]
+) -> None:
+    """Raise ``ValueError`` when checkpoint ``state`` was not written by a run of ``cfg``.
+
+    The model name and the resolved model keywords (``faithful`` and the other quirk switches
+    included) must be equal, and so must every config entry outside :data:`RESUME_MAY_CHANGE`
+    (task, data, augmentation, optimiser, schedule, seed ...). The message names the checkpoint
+    and each differing dotted key with both values.
+    """
+    where = state.get("path", "checkpoint")
+    if state["model_name"] != cfg.model.name:
+        raise ValueError(
+            f"cannot resume {where}: it holds {state['model_name']!r}, "
+            f"the config builds {cfg.model.name!r}"
+        )
+    saved_kw = _with_defaults(cfg.model.name, dict(state.get("model_kwargs") or {}))
+    model_kwargs = _with_defaults(cfg.model.name, model_kwargs)
+    diffs = [
+        f"model.kwargs.{k}: checkpoint {saved_kw.get(k, '<unset>')!r}, "
+        f"config {model_kwargs.get(k, '<unset>')!r}"
+        for k in sorted(set(saved_kw) | set(model_kwargs), key=str)
+        if saved_kw.get(k, _MISSING) != model_kwargs.get(k, _MISSING)
+    ]
+    saved_cfg = state.get("config")
+    if isinstance(saved_cfg, dict):
+        old = _flatten(json.loads(json.dumps(saved_cfg, default=str)))
+        new = _flatten(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+        for key in sorted(set(old) & set(new)):  # keys of other pointlib versions: not compared
+            if key.startswith("model.kwargs") or _may_change(key):
+                continue
+            if old[key] != new[key]:
+                diffs.append(f"{key}: checkpoint {old[key]!r}, config {new[key]!r}")
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise ValueError(
+            f"cannot resume {where}: the config differs from the run that wrote it ({shown}). "
+            "Resume with the original settings, or start a new run folder"
+        )
+
+
+_MISSING = object()
+
+
+def _with_defaults(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the defaults of the registered factory's other keyword parameters, so an
+    explicit default (``faithful=False``) equals an omitted one."""
+    import inspect
+
+    from pointlib.models._registry import _MODELS
+
+    fn = _MODELS.get(name)
+    if fn is None:
+        return dict(kwargs)
+    out = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    out.update(kwargs)
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -290,7 +458,8 @@ def evaluate_test(
             num_parts=data.num_parts,
             device=device,
             use_normals=cfg.data.normals,
-            amp=cfg.train.amp,
+            amp=cfg.eval.amp,
+            amp_dtype=cfg.train.amp_dtype,
             fixed_rotation=fixed_rotation,
             progress=progress and dist_info.is_main,
             desc=f"test {rot}",
@@ -322,10 +491,10 @@ def train(
     writes files, and all ranks return the same (reduced) metrics.
     """
     cfg.validate()
-    dist_info = init_distributed(cfg.train.device)
+    dist_info = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
     device = resolve_device(cfg.train.device, dist_info)
     _set_deterministic(cfg.train.deterministic)
-    use_amp = cfg.train.amp and device.type == "cuda"
+    use_amp = cfg.train.amp and device.type in ("cuda", "cpu")
     main = dist_info.is_main
     out = Path(out_dir if out_dir is not None else cfg.out) if (out_dir or cfg.out) else None
     progress = cfg.train.progress and main
@@ -338,8 +507,15 @@ def train(
 
     model_kwargs = model_kwargs_for(cfg, data)
     model = create_model(cfg.model.name, **model_kwargs).to(device)
+    from pointlib.engine.preprocessing import record_preprocessing
+
+    preprocessing = record_preprocessing(cfg, data)
+    if main:
+        log.info(run_summary(cfg, data, model, device, out, dist_info))
     optimizer = _build_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=use_amp and device.type == "cuda" and cfg.train.amp_dtype == "float16"
+    )
     select_key = _select_key(cfg)
     sign = -1.0 if select_key == "loss" else 1.0
 
@@ -351,11 +527,7 @@ def train(
     rng: dict[str, Any] | None = None
     if resume is not None:
         state = load_checkpoint(resume, map_location=device)
-        if state["model_name"] != cfg.model.name:
-            raise ValueError(
-                f"cannot resume {state['path']}: it holds {state['model_name']!r}, "
-                f"the config builds {cfg.model.name!r}"
-            )
+        check_resume_compatible(state, cfg, model_kwargs)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -367,6 +539,8 @@ def train(
 
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temps_in(out):  # left by a killed earlier start of this run
+            log.info("removed stale temporary file %s", stale)
         save_config(cfg, out / "config.resolved.yaml")
         info = run_info(cfg, dist_info, device)
         info.update(model=cfg.model.name, model_kwargs=model_kwargs, resumed_from=str(resume))
@@ -376,7 +550,7 @@ def train(
             "val": len(data.val) if data.val is not None else 0,
             "test": len(data.test),
         }
-        atomic_write_text(out / "run_info.json", json.dumps(info, indent=2, default=str))
+        atomic_write_text(out / "run_info.json", dumps_json(info))
 
     net: nn.Module = model
     if dist_info.enabled:
@@ -420,10 +594,13 @@ def train(
                 "classes": data.classes,
                 "up_axis": data.up_axis,
                 "seg_classes": data.seg_classes,
+                "preprocessing": preprocessing,
             },
         )
+        honour_umask(out / name)  # save_checkpoint's temporary file is created 0600
 
-    from tqdm.auto import tqdm
+    from pointlib.engine.progress import progress as progress_bar
+    from pointlib.engine.progress import progress_write
 
     loss_fn = nn.CrossEntropyLoss()
     completed, stopped = True, False
@@ -449,7 +626,7 @@ def train(
         if skip and meter_state is not None:
             meter.load_state(meter_state)
         net.train()
-        bar = tqdm(
+        bar = progress_bar(
             loader,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
             disable=not progress,
@@ -464,7 +641,7 @@ def train(
                 rng_at_step = _rng_state()
                 batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
                 normals = batch.get("normals") if cfg.data.normals else None
-                with _autocast(device, use_amp):
+                with _autocast(device, use_amp, cfg.train.amp_dtype):
                     logits = forward_batch(net, batch, cfg.task, batch["xyz"], normals)
                     target = batch["parts"] if cfg.task == "partseg" else batch["label"]
                     loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
@@ -553,7 +730,7 @@ def train(
             msg = " ".join(
                 f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr"
             )
-            tqdm.write(f"epoch {epoch + 1}/{cfg.train.epochs}: {msg}")
+            progress_write(f"epoch {epoch + 1}/{cfg.train.epochs}: {msg}")
         barrier()
     else:
         epoch = cfg.train.epochs
@@ -578,6 +755,7 @@ def train(
     if best_weights is not None:  # else: no epoch ran in this call and no best.pt on disk
         best_model = create_model(cfg.model.name, **model_kwargs).to(device)
         best_model.load_state_dict(best_weights)
+    result.best_model = best_model
     result.test = evaluate_test(
         cfg, best_model, data, device=device, dist_info=dist_info, progress=progress
     )
@@ -594,7 +772,7 @@ def write_results(
         "train_rotation": cfg.augment.rotation,
         "protocols": {k: v.as_dict() for k, v in results.items()},
     }
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    atomic_write_text(out / "results.json", dumps_json(payload))
     if cfg.task == "cls":
         from pointlib.engine.plots import plot_confusion
 
@@ -605,4 +783,5 @@ def write_results(
                     classes,
                     out / f"confusion_{rot}.png",
                     title=f"{cfg.model.name}  {cfg.augment.rotation}/{rot}",
+                    copies=len(res.copies),
                 )

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from pointlib.features._common import check_cloud, check_normals, dot, norm, planes, unit
+from pointlib.features.ordering import cloud_scale, default_tie_rtol
 from pointlib.features.risp import (
     _check_inputs,
     global_layer_inputs,
@@ -49,8 +50,12 @@ RICONV2_CHANNELS: tuple[str, ...] = (
 _ACOS_CLAMP = 1.0 - 1e-7
 
 
-def _signed_angle(a: Tensor, b: Tensor, cos: Tensor) -> Tensor:
-    sign = torch.where(a < b, 1.0, -1.0).to(cos.dtype)
+def _signed_angle(a: Tensor, b: Tensor, cos: Tensor, tol: Tensor | None = None) -> Tensor:
+    """``±acos(cos)``, ``+`` iff ``a < b``. Fixed mode passes ``tol``: ``|a - b| <= tol`` is a
+    tie (e.g. coplanar CAD faces, whose normals are equal) and takes ``+``, so rounding noise
+    cannot flip the sign."""
+    less = a < b if tol is None else (a < b) | ((a - b).abs() <= tol)
+    sign = torch.where(less, 1.0, -1.0).to(cos.dtype)
     return sign * torch.acos(cos.clamp(-_ACOS_CLAMP, _ACOS_CLAMP))
 
 
@@ -63,6 +68,8 @@ def riconv2_features(
     *,
     faithful: bool = False,
     origin: Tensor | None = None,
+    tie_rtol: float | None = None,
+    axis_rtol: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The 8 RIConv++ features of every centre's ordered neighbourhood (spec §7.1).
 
@@ -75,6 +82,8 @@ def riconv2_features(
             :func:`pointlib.features.risp_features` for how the order matters).
         faithful: reference ordering instead of the fixed one (the 8 formulas are the same).
         origin: optional ``(B, M, 3)`` feature origin ``p`` (default ``centers``).
+        tie_rtol, axis_rtol: fixed mode's tie tolerances (see
+            :func:`pointlib.features.risp_features`).
 
     Returns:
         ``(feats (B, M, K, 8), idx_ordered (B, M, K))``; channels as :data:`RICONV2_CHANNELS`.
@@ -89,8 +98,9 @@ def riconv2_features(
     """
     idx = _check_inputs(xyz, normals, centers, center_normals, idx, origin)
     x, n, idx_ordered, key = ordered_neighbourhood(
-        xyz, normals, centers, center_normals, idx, faithful=faithful
-    )
+        xyz, normals, centers, center_normals, idx,
+        faithful=faithful, tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip
     p = planes(centers if origin is None else origin)
     n_p = planes(center_normals)
     v = x - p
@@ -101,23 +111,30 @@ def riconv2_features(
     d = unit(x - x.roll(1, 2), 1)
     c2, c3 = dot(u0, n_p, 1), dot(u0, n, 1)
     c5, c6 = dot(d, n, 1), dot(d, nm, 1)
+    tol2 = tol5 = None
+    if not faithful:  # sign ties: noise of a unit vector's direction ~ rtol * R / length
+        rtol = default_tie_rtol(xyz.dtype) if tie_rtol is None else float(tie_rtol)
+        scale = cloud_scale(xyz).view(-1, 1, 1)
+        tiny = torch.finfo(xyz.dtype).tiny
+        tol2 = 4 * rtol * (1 + scale / norm(v, 1).clamp_min(tiny))
+        tol5 = 4 * rtol * (1 + scale / norm(x - x.roll(1, 2), 1).clamp_min(tiny))
     feats = to_public(
         (
             norm(v, 1),
             phi,
             c2,
             c3,
-            _signed_angle(c2, c3, dot(n, n_p, 1)),
+            _signed_angle(c2, c3, dot(n, n_p, 1), tol2),
             c5,
             c6,
-            _signed_angle(c5, c6, dot(n, nm, 1)),
+            _signed_angle(c5, c6, dot(n, nm, 1), tol5),
         )
     )
     return feats, idx_ordered
 
 
 def riconv2_features_global(
-    xyz: Tensor, normals: Tensor, *, faithful: bool = False
+    xyz: Tensor, normals: Tensor, *, faithful: bool = False, tie_rtol: float | None = None
 ) -> tuple[Tensor, Tensor]:
     """RIConv++ features of the global layer (as :func:`risp_features_global`).
 
@@ -129,5 +146,10 @@ def riconv2_features_global(
     """
     check_cloud(xyz, "xyz")
     check_normals(normals, xyz, "normals", "xyz")
-    centroid, axis, idx, origin = global_layer_inputs(xyz, faithful=faithful)
-    return riconv2_features(xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin)
+    centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
+        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
+    )
+    return riconv2_features(
+        xyz, normals, centroid, axis, idx, faithful=faithful, origin=origin,
+        tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip

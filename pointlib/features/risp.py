@@ -41,8 +41,8 @@ from pointlib.features._common import (
     planes,
     unit,
 )
-from pointlib.features.lra import global_reference_axis
-from pointlib.features.ordering import _check_idx, ordering_keys, sort_keys
+from pointlib.features.lra import global_axis_with_tolerance, global_reference_axis
+from pointlib.features.ordering import _check_idx, default_tie_rtol, order_planes
 
 __all__ = ["RISP_CHANNELS", "risp_features", "risp_features_global"]
 
@@ -97,17 +97,25 @@ def ordered_neighbourhood(
     idx: Tensor,
     *,
     faithful: bool,
+    tie_rtol: float | None = None,
+    axis_rtol: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Order (spec §1.3) and group: ``(x_ord, n_ord, idx_ordered, key)``, no input checks.
 
     ``x_ord``/``n_ord`` are coordinate planes ``(B, 3, K, M)``; ``key`` is ``(B, K, M)`` (the
     internal layout, see :func:`pointlib.features._common.group_planes`); ``idx_ordered`` is the
-    public ``(B, M, K)`` int64.
+    public ``(B, M, K)`` int64. Fixed mode uses :func:`~pointlib.features.ordering.tolerant_order`
+    with ``tie_rtol`` (default :func:`~pointlib.features.ordering.default_tie_rtol`) times the
+    cloud's scale, and ``axis_rtol`` (``(B, M)`` or a float; default ``tie_rtol``) as the
+    uncertainty of the axes' direction.
     """
     idx_t = idx.transpose(1, 2)
     xg = group_planes(xyz, idx_t)
     v = xg - planes(centers)
-    key, perm = sort_keys(ordering_keys(v, planes(center_normals), faithful=faithful))
+    key, perm = order_planes(
+        v, planes(center_normals), idx_t, xyz,
+        faithful=faithful, tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip
     idx_ord_t = idx_t.gather(1, perm)
     x_ord = xg.gather(2, perm.unsqueeze(1).expand_as(xg))
     idx_ordered = idx_ord_t.transpose(1, 2).contiguous()
@@ -134,6 +142,8 @@ def risp_features(
     shift: int = 1,
     faithful: bool = False,
     origin: Tensor | None = None,
+    tie_rtol: float | None = None,
+    axis_rtol: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The 14 RISP features of every centre's ordered neighbourhood (spec §1.3–1.4).
 
@@ -153,6 +163,14 @@ def risp_features(
         origin: optional ``(B, M, 3)`` point used as ``p`` in the feature formulas
             (``v_i = x_i - origin``) while the ordering stays centred at ``centers``. The
             reference's global layer uses the world origin (zeros); default ``centers``.
+        tie_rtol: fixed mode's tie tolerance relative to the cloud's scale ``max‖x‖``
+            (default ``None``: :func:`~pointlib.features.ordering.default_tie_rtol` of the
+            dtype, 512 machine epsilons; ``0``: exact ties only). Comparisons of the ring order
+            closer than the tolerance count as ties and are broken by neighbour index, so the
+            order does not change when rounding noise of a rotation moves tied keys
+            (:func:`~pointlib.features.ordering.tolerant_order`). Ignored when faithful.
+        axis_rtol: direction uncertainty of ``center_normals`` in radians, ``(B, M)`` or a float
+            (default ``tie_rtol``; the global layer passes the conditioning of its LRA).
 
     Returns:
         ``(feats, idx_ordered)``: ``feats (B, M, K, 14)`` in the channel order of
@@ -172,8 +190,9 @@ def risp_features(
     idx = _check_inputs(xyz, normals, centers, center_normals, idx, origin)
     s = check_int(shift, "shift", 1)
     x, n, idx_ordered, _ = ordered_neighbourhood(
-        xyz, normals, centers, center_normals, idx, faithful=faithful
-    )
+        xyz, normals, centers, center_normals, idx,
+        faithful=faithful, tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip
     p = planes(centers if origin is None else origin)
     return _risp_from_ordered(x, n, p, planes(center_normals), s), idx_ordered
 
@@ -217,24 +236,39 @@ def _risp_from_ordered(x: Tensor, n: Tensor, p: Tensor, n_p: Tensor, s: int) -> 
 
 
 def global_layer_inputs(
-    xyz: Tensor, *, faithful: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Centre, axis, neighbour list and feature origin of the global (``group_all``) layer.
+    xyz: Tensor,
+    *,
+    faithful: bool,
+    tie_rtol: float | None = None,
+    normals: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Centre, axis, neighbour list, feature origin and axis tolerance of the global layer.
 
-    Returns ``(centroid (B, 1, 3), axis (B, 1, 3), idx (B, 1, N) = arange(N), origin)`` where
-    ``origin`` is zeros ``(B, 1, 3)`` (the world origin) in faithful mode and ``None`` (the
-    centroid) in fixed mode.
+    Returns ``(centroid (B, 1, 3), axis (B, 1, 3), idx (B, 1, N) = arange(N), origin,
+    axis_rtol)`` where ``origin`` is zeros ``(B, 1, 3)`` (the world origin) in faithful mode and
+    ``None`` (the centroid) in fixed mode, and ``axis_rtol`` is ``None`` (faithful) or the
+    ``(B, 1)`` direction uncertainty of the fixed global axis
+    (:func:`pointlib.features.lra.global_axis_with_tolerance`, which also takes the optional
+    ``(B, N, 3)`` ``normals`` for its sign rule).
     """
     B, N, _ = xyz.shape
     centroid = xyz.mean(1, keepdim=True)
-    axis = global_reference_axis(xyz, faithful=faithful).unsqueeze(1)
     idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
-    origin = torch.zeros_like(centroid) if faithful else None
-    return centroid, axis, idx, origin
+    if faithful:
+        axis = global_reference_axis(xyz, faithful=True).unsqueeze(1)
+        return centroid, axis, idx, torch.zeros_like(centroid), None
+    rtol = default_tie_rtol(xyz.dtype) if tie_rtol is None else float(tie_rtol)
+    axis, axis_rtol = global_axis_with_tolerance(xyz, rtol, normals)
+    return centroid, axis.unsqueeze(1), idx, None, axis_rtol.unsqueeze(1)
 
 
 def risp_features_global(
-    xyz: Tensor, normals: Tensor, *, shift: int = 1, faithful: bool = False
+    xyz: Tensor,
+    normals: Tensor,
+    *,
+    shift: int = 1,
+    faithful: bool = False,
+    tie_rtol: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """RISP features of the global (``group_all``) layer: one centre, all ``N`` points.
 
@@ -250,13 +284,17 @@ def risp_features_global(
         normals: ``(B, N, 3)`` normals.
         shift: ring shift (the reference uses 1 here).
         faithful: reference behaviour (raw eigensolver sign, origin as ``p``).
+        tie_rtol: fixed mode's tie tolerance (see :func:`risp_features`).
 
     Returns:
         ``(feats (B, 1, N, 14), idx_ordered (B, 1, N))``.
     """
     check_cloud(xyz, "xyz")
     check_normals(normals, xyz, "normals", "xyz")
-    centroid, axis, idx, origin = global_layer_inputs(xyz, faithful=faithful)
-    return risp_features(
-        xyz, normals, centroid, axis, idx, shift=shift, faithful=faithful, origin=origin
+    centroid, axis, idx, origin, axis_rtol = global_layer_inputs(
+        xyz, faithful=faithful, tie_rtol=tie_rtol, normals=normals
     )
+    return risp_features(
+        xyz, normals, centroid, axis, idx, shift=shift, faithful=faithful, origin=origin,
+        tie_rtol=tie_rtol, axis_rtol=axis_rtol,
+    )  # fmt: skip

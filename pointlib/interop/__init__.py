@@ -2,6 +2,10 @@
 
 ``import pointlib.interop`` never imports torch-geometric; :func:`to_pyg` / :func:`from_pyg` do,
 on first use. The graph builders need only torch.
+
+:mod:`pointlib.interop.torch_cluster` (imported on demand) is a ``torch_cluster`` drop-in on
+pointlib's kernels; ``pointlib.interop.torch_cluster.install()`` makes torch-geometric use it
+(``docs/pyg.md``).
 """
 
 from __future__ import annotations

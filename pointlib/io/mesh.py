@@ -216,8 +216,37 @@ def _fan(p: Path, split: list[list[str]]) -> np.ndarray:
     return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
 
 
+def _check_stl(p: Path) -> None:
+    """Detect truncated STL files, which trimesh reads as an empty mesh.
+
+    Binary STL: an 80-byte header, a uint32 triangle count, then 50 bytes per triangle. ASCII STL
+    (``solid`` ... ``endsolid``) must end with its ``endsolid`` line.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(84)
+        fh.seek(max(0, size - 512))
+        tail = fh.read()
+    count = int.from_bytes(head[80:84], "little") if len(head) == 84 else -1
+    binary_size = 84 + 50 * count
+    if head.lstrip()[:5].lower() == b"solid" and size != binary_size:  # ASCII STL
+        if b"endsolid" not in tail.lower():
+            raise FileFormatError(p, "truncated ASCII STL: no closing 'endsolid' line")
+        return
+    if count < 0:
+        raise FileFormatError(p, f"truncated STL: {size} bytes, a binary STL header needs 84")
+    if size < binary_size:
+        raise FileFormatError(
+            p,
+            f"truncated binary STL: header declares {count} triangles ({binary_size} bytes), "
+            f"file has {size} bytes",
+        )
+
+
 def _read_with_trimesh(p: Path) -> tuple[np.ndarray, np.ndarray]:
     tm = require("trimesh", f"reading {p.suffix} meshes")
+    if p.suffix.lower() == ".stl":
+        _check_stl(p)
     try:
         loaded: Any = tm.load(str(p), force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types for bad files
@@ -226,6 +255,12 @@ def _read_with_trimesh(p: Path) -> tuple[np.ndarray, np.ndarray]:
     faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64)
     if vertices.ndim != 2 or vertices.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3:
         raise FileFormatError(p, "could not be read as a triangle mesh")
+    if faces.size and (int(faces.min()) < 0 or int(faces.max()) >= len(vertices)):
+        raise FileFormatError(
+            p,
+            f"face indices span [{int(faces.min())}, {int(faces.max())}] "
+            f"but the file has {len(vertices)} vertices",
+        )
     return vertices, faces
 
 

@@ -261,9 +261,12 @@ def _parse_ply_header(p: Path, raw: bytes) -> tuple[str, list[_PlyElement], int]
             fmt = t[1]
         elif t[0] == "element" and len(t) == 3:
             try:
-                elements.append(_PlyElement(t[1], int(t[2])))
+                count = int(t[2])
             except ValueError:
                 raise FileFormatError(p, f"bad PLY element line {line!r}") from None
+            if count < 0:
+                raise FileFormatError(p, f"PLY element {t[1]!r} has a negative count {count}")
+            elements.append(_PlyElement(t[1], count))
         elif t[0] == "property" and elements:
             if len(t) >= 2 and t[1] == "list":
                 elements[-1].has_list = True

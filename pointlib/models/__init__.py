@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pointlib.models import (  # noqa: F401  (each module registers its models)
+    dgcnn,
     point_nat,
     pointnet2,
     riconv2,

@@ -33,16 +33,34 @@ def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) 
         )
 
 
-def sample_centers(xyz: Tensor, normals: Tensor, npoint: int, name: str) -> tuple[Tensor, Tensor]:
-    """FPS (start index 0) of ``npoint`` centres and their input normals: ``(B, S, 3)`` twice."""
+def sample_centers(
+    xyz: Tensor, normals: Tensor, npoint: int, name: str, *, tolerant: bool = False
+) -> tuple[Tensor, Tensor]:
+    """FPS (start index 0) of ``npoint`` centres and their input normals: ``(B, S, 3)`` twice.
+
+    ``tolerant`` (fixed mode): FPS with the tie tolerance of
+    :func:`pointlib.features.ordering.default_tie_rtol`, and the centres in **ascending index
+    order** rather than in FPS order. The centre set is then all that the next layers see: the
+    order in which FPS met tied points, which rounding noise decides, cannot reach the next
+    layer's index-based tie-breaking. (Every later operation is permutation equivariant over
+    the centres, so this changes nothing else.)
+    """
     N = xyz.shape[1]
     if npoint > N:
         raise ValueError(
             f"{name} samples npoint={npoint} centres but the input has only N={N} points; "
             f"use at least {npoint} points (or a model with a smaller `npoints`/`n`)"
         )
-    idx = ops.fps(xyz.detach(), npoint)
+    if tolerant:
+        idx = ops.fps(xyz.detach(), npoint, tie_rtol=tie_rtol(xyz)).sort(dim=1).values
+    else:
+        idx = ops.fps(xyz.detach(), npoint)
     return ops.gather(xyz, idx), ops.gather(normals, idx)
+
+
+def tie_rtol(x: Tensor) -> float:
+    """The fixed mode's tie tolerance for ``x``'s dtype (``TIE_EPS`` machine epsilons)."""
+    return ri_features.ordering.default_tie_rtol(x.dtype)
 
 
 def knn_indices(points: Tensor, k: int, queries: Tensor, order: KnnOrder) -> Tensor:
@@ -50,14 +68,16 @@ def knn_indices(points: Tensor, k: int, queries: Tensor, order: KnnOrder) -> Ten
 
     ``k`` larger than the number of points is clipped to it (documented handling of tiny clouds).
 
-    - ``"sorted"``: :func:`pointlib.ops.knn` (ascending distance, ties to the lower index).
+    - ``"sorted"``: :func:`pointlib.ops.knn_tolerant` with the fixed mode's tie tolerance
+      (ascending distance; distances tied within the tolerance at the ``k``-th neighbour are
+      decided by index, so rounding noise cannot change the neighbour set).
     - ``"unsorted"``: the reference code's ``|a|^2 + |b|^2 - 2 a.b`` distances and
       ``topk(sorted=False)``; the order of the ``k`` indices is whatever ``topk`` returns.
     """
     k = min(k, points.shape[1])
     points, queries = points.detach(), queries.detach()
     if order == "sorted":
-        return ops.knn(points, k, queries)[0]
+        return ops.knn_tolerant(points, k, queries, tie_rtol=tie_rtol(points))[0]
     if order != "unsorted":
         raise ValueError(f"knn_order must be 'sorted' or 'unsorted', got {order!r}")
     d2 = (
@@ -116,11 +136,18 @@ def global_group(
         raise ValueError(f"global_center must be 'centroid' or 'origin', got {global_center!r}")
     B, N, _ = xyz.shape
     center = xyz.mean(dim=1, keepdim=True)
-    axis = ri_features.global_reference_axis(xyz, faithful=lra_sign == "raw").reshape(B, 1, 3)
+    axis_rtol = None
+    if lra_sign == "raw":
+        axis = ri_features.global_reference_axis(xyz, faithful=True)
+    else:
+        axis, axis_rtol = ri_features.lra.global_axis_with_tolerance(xyz, tie_rtol(xyz), normals)
+        axis_rtol = axis_rtol.unsqueeze(1)  # (B, 1)
+    axis = axis.reshape(B, 1, 3)
     idx = torch.arange(N, device=xyz.device).expand(B, 1, N)
     origin = torch.zeros_like(center) if global_center == "origin" else None
     fn = ri_features.risp_features if kind == "risp" else ri_features.riconv2_features
     feats, idx_ordered = fn(
-        xyz, normals, center, axis, idx, faithful=knn_order == "unsorted", origin=origin
-    )
+        xyz, normals, center, axis, idx, faithful=knn_order == "unsorted", origin=origin,
+        axis_rtol=axis_rtol,
+    )  # fmt: skip
     return center, axis, feats, idx_ordered

@@ -89,7 +89,9 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
                 lra_sign=self.lra_sign, global_center=self.global_center,
             )  # fmt: skip
         assert self.npoint is not None and self.nsample is not None
-        centers, center_normals = sample_centers(xyz, normals, self.npoint, type(self).__name__)
+        centers, center_normals = sample_centers(
+            xyz, normals, self.npoint, type(self).__name__, tolerant=self.knn_order == "sorted"
+        )
         idx = knn_indices(xyz, self.nsample, centers, self.knn_order)
         feats, idx_ordered = self.ri_features(xyz, normals, centers, center_normals, idx)
         return centers, center_normals, feats, idx_ordered

@@ -4,10 +4,17 @@
 ``knn``            k nearest neighbours, ascending ``dist2``, ties to the lower index
 ``ball_query``     first ``nsample`` points with ``dist2 < r2`` by index; padded; empty -> nearest
 ``fps``            farthest point sampling from ``start``, ties to the lowest index
+``knn_tolerant``   ``knn`` with distances within a tolerance of the k-th treated as tied
 ``gather``         ``(B, N, C)``, ``(B, M)`` -> ``(B, M, C)`` (autograd)
 ``group``          ``(B, N, C)``, ``(B, M, K)`` -> ``(B, M, K, C)`` (autograd)
 ``three_nn_interpolate``  inverse-distance interpolation for decoders
+``knn_ragged``     kNN on flat ``(N, D)`` rows split into graphs by ``batch`` / ``ptr``
+``ball_query_ragged``  ball query on ragged rows (``-1`` padding)
+``fps_ragged``     farthest point sampling per graph (``ratio`` / ``npoint``)
 =================  =====================================================================
+
+``knn`` and ``ball_query`` accept any point dimension ``D >= 1`` and float16/bfloat16 inputs
+(computed in float32, ``dist2`` returned as float32); see :mod:`pointlib.ops.ragged`.
 
 Backends: ``torch`` (reference, always available), ``cpu`` / ``cuda`` (compiled ``pointlib._C``),
 and ``torch_cluster`` where installed. ``backend="auto"`` (overridable with ``POINTLIB_BACKEND``)
@@ -26,12 +33,21 @@ from pointlib.ops._dispatch import (
 )
 from pointlib.ops.grouping import gather, group, three_nn_interpolate
 from pointlib.ops.neighbors import ball_query, knn
+from pointlib.ops.ragged import ball_query_ragged, fps_ragged, knn_ragged
 from pointlib.ops.sampling import fps
+from pointlib.ops.ties import knn_tolerant
 
 register_backend(
     Backend(
         "torch",
-        {"knn": _reference.knn, "ball_query": _reference.ball_query, "fps": _reference.fps},
+        {
+            "knn": _reference.knn,
+            "ball_query": _reference.ball_query,
+            "fps": _reference.fps,
+            "knn_ragged": _reference.knn_ragged,
+            "ball_query_ragged": _reference.ball_query_ragged,
+            "fps_ragged": _reference.fps_ragged,
+        },
     )
 )
 
@@ -45,10 +61,14 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "ball_query",
+    "ball_query_ragged",
     "fps",
+    "fps_ragged",
     "gather",
     "group",
     "knn",
+    "knn_ragged",
+    "knn_tolerant",
     "register_backend",
     "three_nn_interpolate",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -26,6 +28,27 @@ def check_cloud(x: object, name: str) -> Tensor:
     return x
 
 
+POINT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def check_points(x: object, name: str) -> Tensor:
+    """Check a ``(B, N, D)`` finite point tensor, any ``D >= 1``, float16/bfloat16/32/64."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in POINT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.dim() != 3 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (B, N, D) with D >= 1, got {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)} (need B >= 1 and N >= 1)")
+    if x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).any(-1).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} contains NaN or Inf coordinates (first at batch {bad[0]}, point {bad[1]})"
+        )
+    return x
+
+
 def check_pair(points: Tensor, queries: Tensor) -> None:
     """Check that ``queries`` matches ``points`` in batch size, dtype and device."""
     if queries.device != points.device:
@@ -35,6 +58,10 @@ def check_pair(points: Tensor, queries: Tensor) -> None:
     if queries.shape[0] != points.shape[0]:
         raise ValueError(
             f"batch sizes differ: points {tuple(points.shape)} vs queries {tuple(queries.shape)}"
+        )
+    if queries.shape[-1] != points.shape[-1]:
+        raise ValueError(
+            f"dimensions differ: points {tuple(points.shape)} vs queries {tuple(queries.shape)}"
         )
 
 
@@ -54,6 +81,31 @@ def check_int(value: object, name: str, low: int, high: int | None = None) -> in
         rng = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name}={value} is out of range: must be {rng}")
     return int(value)
+
+
+def check_radius(value: object, name: str = "radius") -> float:
+    """A finite ``> 0`` radius as a Python float.
+
+    Accepts Python ints and floats, NumPy scalars of any real dtype (``np.float32(0.5)``,
+    ``np.int64(1)``) and one-element tensors; rejects ``bool``, strings and other objects.
+    """
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be a real scalar, got a tensor of shape "
+                f"{tuple(value.shape)} and dtype {value.dtype}"
+            )
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    r = float(value)
+    if not math.isfinite(r) or r <= 0:
+        raise ValueError(f"{name}={value} must be finite and > 0")
+    return r
 
 
 def check_index(idx: object, name: str, n: int, batch: int, device: torch.device) -> Tensor:

@@ -90,6 +90,37 @@ def three_nn_interpolate(
     k = check_int(k, "k", 1)
     k = min(k, known.shape[1])
     idx, d2 = knn(known, k, unknown, backend=backend)
-    w = 1.0 / (d2 + eps)
-    w = w / w.sum(-1, keepdim=True)
+    if bool(torch.isfinite(d2).all()):
+        w = 1.0 / (d2 + eps)
+        w = w / w.sum(-1, keepdim=True)
+    else:  # squared distances overflowed (|x| ~ 1e19 in float32): redo them at a safe scale
+        idx, w = _scaled_weights(unknown, known, k, eps, backend)
     return (group(known_feats, idx) * w[..., None].to(known_feats.dtype)).sum(2)
+
+
+def _scaled_weights(
+    unknown: Tensor, known: Tensor, k: int, eps: float, backend: str
+) -> tuple[Tensor, Tensor]:
+    """kNN indices ``(B, N, k)`` and normalised weights of :func:`three_nn_interpolate` for
+    coordinates whose squared distances overflow the dtype.
+
+    Each batch is divided by ``s``, a power of two at least its largest ``|coordinate|``: exact
+    in binary floating point, so the neighbours are those of the unscaled clouds, and every
+    scaled squared distance is at most 12. The weights are written as ratios to the nearest
+    neighbour's, ``(d2_0 + e) / (d2_j + e)`` with ``e = eps / s**2``, which equals the usual
+    ``1 / (d2_j + eps)`` normalisation and stays finite even when ``e`` underflows to 0.
+    """
+    from pointlib.ops.neighbors import knn
+
+    B = known.shape[0]
+    big = torch.maximum(
+        known.detach().abs().reshape(B, -1).amax(1), unknown.detach().abs().reshape(B, -1).amax(1)
+    )
+    _, exponent = torch.frexp(big.clamp_min(torch.finfo(known.dtype).tiny))
+    scale = torch.ldexp(torch.ones_like(big), exponent)[:, None, None]  # (B, 1, 1) >= big
+    idx, d2 = knn(known / scale, k, unknown / scale, backend=backend)
+    e = eps / scale.double() ** 2
+    e = e.to(d2.dtype)
+    num, den = d2[..., :1] + e, d2 + e
+    w = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
+    return idx, w / w.sum(-1, keepdim=True)

@@ -103,22 +103,28 @@ def write_shapenetpart(root: Path, rows: int = 70) -> Path:
     return root
 
 
+SCANOBJECTNN_SIZES = {  # (folder, stem, split prefix) -> clouds: every file has its own size
+    ("main_split_nobg", "objectdataset", "training"): 0,
+    ("main_split_nobg", "objectdataset", "test"): 1,
+    ("main_split", "objectdataset", "training"): 2,
+    ("main_split", "objectdataset", "test"): 3,
+    ("main_split", "objectdataset_augmentedrot_scale75", "training"): 4,
+    ("main_split", "objectdataset_augmentedrot_scale75", "test"): 5,
+}
+
+
 def write_scanobjectnn(root: Path, n: int = 5, points: int = 96) -> Path:
+    """The h5_files layout; the file ``(folder, stem, prefix)`` holds
+    ``n + SCANOBJECTNN_SIZES[...]`` clouds, so a test can tell which file was read."""
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(3)
-    for folder, stems in (
-        ("main_split", ("objectdataset", "objectdataset_augmentedrot_scale75")),
-        ("main_split_nobg", ("objectdataset",)),
-    ):
+    for (folder, stem, prefix), extra in SCANOBJECTNN_SIZES.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
-        for stem in stems:
-            for prefix in ("training", "test"):
-                with h5py.File(root / folder / f"{prefix}_{stem}.h5", "w") as f:
-                    f["data"] = np.stack([_cloud(rng, points)[:, :3] for _ in range(n)]).astype(
-                        np.float32
-                    )
-                    f["label"] = rng.integers(0, 15, size=n).astype(np.int64)
-                    f["mask"] = np.zeros((n, points), np.int64)
+        m = n + extra
+        with h5py.File(root / folder / f"{prefix}_{stem}.h5", "w") as f:
+            f["data"] = np.stack([_cloud(rng, points)[:, :3] for _ in range(m)]).astype(np.float32)
+            f["label"] = rng.integers(0, 15, size=m).astype(np.int64)
+            f["mask"] = np.zeros((m, points), np.int64)
     return root
 
 

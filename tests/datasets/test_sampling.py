@@ -49,7 +49,7 @@ def test_txt_reader_errors(tmp_path):
     with pytest.raises(DatasetError, match=r"s\.txt: empty"):
         read_txt_points(f, 6)
     f.write_text("1 2 3\n4 5 6\n")
-    with pytest.raises(DatasetError, match=r"row 1 has 3 values, expected 6"):
+    with pytest.raises(DatasetError, match=r"s\.txt: line 1 has 3 values, expected 6"):
         read_txt_points(f, 6)
     f.write_text("nan 1 2\n")
     with pytest.raises(DatasetError, match="every row contains NaN"):

@@ -2,17 +2,29 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _layouts import write_fg3d, write_scanobjectnn
+from _layouts import SCANOBJECTNN_SIZES, write_fg3d, write_scanobjectnn
 
 from pointlib.datasets import FG3D, DatasetError, DatasetNotFoundError, ScanObjectNN
 from pointlib.geometry import random_rotation
 
 
-@pytest.mark.parametrize("variant", ["OBJ_ONLY", "OBJ_BG", "PB_T50_RS"])
-def test_scanobjectnn_variants(tmp_path, cache, variant):
+@pytest.mark.parametrize(
+    ("variant", "folder", "stem"),
+    [
+        ("OBJ_ONLY", "main_split_nobg", "objectdataset"),
+        ("OBJ_BG", "main_split", "objectdataset"),
+        ("PB_T50_RS", "main_split", "objectdataset_augmentedrot_scale75"),
+    ],
+)
+def test_scanobjectnn_variants(tmp_path, cache, variant, folder, stem):
     root = write_scanobjectnn(tmp_path / "h5_files")
     ds = ScanObjectNN(root, "train", 32, variant=variant, cache_dir=cache)
-    assert len(ds) == 5 and ds.num_classes == 15 and ds.variant == variant
+    # every file has its own size, so the length says which one was read
+    assert len(ds) == 5 + SCANOBJECTNN_SIZES[(folder, stem, "training")]
+    test = ScanObjectNN(root, "test", 32, variant=variant, cache_dir=cache)
+    assert len(test) == 5 + SCANOBJECTNN_SIZES[(folder, stem, "test")]
+    assert ds.names[0] == f"training_{stem}.h5/0"
+    assert ds.num_classes == 15 and ds.variant == variant
     item = ds[0]
     assert item["xyz"].shape == (32, 3) and item["normals"].shape == (32, 3)
     assert torch.allclose(item["normals"].norm(dim=1), torch.ones(32), atol=1e-5)

@@ -39,11 +39,53 @@ def test_z_protocol_rotates_about_the_up_axis(up):
     assert angles.std() > 0.3  # genuinely different angles
 
 
-def test_so3_is_haar_on_average():
-    # E[R] = 0 for the Haar measure (Euler-angle sampling is biased); E[trace R] = 0 too
-    R = sample_rotations("so3", list(range(4000)), seed=2, dtype=torch.float64)
-    assert R.mean(0).abs().max() < 0.05
-    assert abs(float(R.diagonal(dim1=1, dim2=2).sum(-1).mean())) < 0.06
+def _euler_uniform(n: int, seed: int) -> torch.Tensor:
+    """The biased sampler: ZYZ Euler angles each uniform (not Haar), as a negative control."""
+    g = torch.Generator().manual_seed(seed)
+    spans = (2 * math.pi, math.pi, 2 * math.pi)
+    a, b, c = (torch.rand(n, generator=g, dtype=torch.float64) * s for s in spans)
+
+    def rz(t):
+        z, o = torch.zeros_like(t), torch.ones_like(t)
+        return torch.stack([t.cos(), -t.sin(), z, t.sin(), t.cos(), z, z, z, o], -1).view(-1, 3, 3)
+
+    def ry(t):
+        z, o = torch.zeros_like(t), torch.ones_like(t)
+        return torch.stack([t.cos(), z, t.sin(), z, o, z, -t.sin(), z, t.cos()], -1).view(-1, 3, 3)
+
+    return rz(a) @ ry(b) @ rz(c)
+
+
+def _ks(samples: torch.Tensor, cdf) -> float:
+    """Kolmogorov-Smirnov distance between ``samples`` and the distribution with ``cdf``."""
+    x = samples.sort().values
+    n = len(x)
+    f = cdf(x)
+    i = torch.arange(1, n + 1, dtype=x.dtype)
+    return float(torch.maximum(i / n - f, f - (i - 1) / n).max())
+
+
+def _haar_distances(R: torch.Tensor) -> list[float]:
+    """KS distances of the Haar marginals: every entry of ``R e_k`` (an image of a basis vector
+    is uniform on the sphere, so each coordinate is uniform on [-1, 1]) and the rotation angle
+    (density ``(1 - cos t) / pi``, CDF ``(t - sin t) / pi``)."""
+    uniform = lambda v: ((v + 1) / 2).clamp(0, 1)  # noqa: E731
+    out = [_ks(R[:, i, k], uniform) for i in range(3) for k in range(3)]
+    angle = torch.acos(((R.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
+    out.append(_ks(angle, lambda t: (t - torch.sin(t)) / math.pi))
+    return out
+
+
+def test_so3_is_haar():
+    n = 4000
+    crit = 1.95 / math.sqrt(n)  # KS critical value at p = 0.001
+    R = sample_rotations("so3", list(range(n)), seed=2, dtype=torch.float64)
+    assert R.mean(0).abs().max() < 0.05  # E[R] = 0
+    assert max(_haar_distances(R)) < crit
+    # the test can fail: uniform Euler angles have E[R] = 0 as well, but not these marginals
+    biased = _euler_uniform(n, seed=2)
+    assert biased.mean(0).abs().max() < 0.05
+    assert max(_haar_distances(biased)) > 2 * crit
 
 
 def test_sweep_axis_is_tilted():
@@ -67,3 +109,28 @@ def test_invariance_error_column():
     plain = create_model("toy_cls", num_classes=3).double().eval()
     res = evaluate_test(cfg, plain, data, rotations=["so3"])
     assert res["so3"].invariance_error > 1e-3  # the negative control moves
+
+
+def test_prediction_changes_column():
+    """Samples whose label differs between rotated copies: 0 for an invariant model, > 0 for the
+    negative control, and it reaches the robustness table."""
+    from pointlib.engine.robustness import format_table, rows_from_results
+
+    cfg = toy_config(eval={"num_rotations": 4})
+    data = toy_bundle(cfg)
+    torch.manual_seed(0)
+    inv = create_model("toy_invariant_cls", num_classes=3).double().eval()
+    data.test.base.xyz = data.test.base.xyz.double()
+    data.test.base.normals = data.test.base.normals.double()
+    res = evaluate_test(cfg, inv, data, rotations=["none", "so3"])
+    n = len(data.test)
+    assert res["so3"].prediction_changes == 0 and res["so3"].num_samples == n
+    assert res["none"].prediction_changes == 0
+    assert res["so3"].as_dict()["prediction_changes"] == 0
+    plain = create_model("toy_cls", num_classes=3).double().eval()
+    res_plain = evaluate_test(cfg, plain, data, rotations=["so3"])
+    changed = res_plain["so3"].prediction_changes
+    assert 0 < changed <= n
+    rows = rows_from_results("toy", "z", {**res, **res_plain}, "cls")
+    table = format_table(rows)
+    assert "pred. changes" in table and f"{changed}/{n}" in table

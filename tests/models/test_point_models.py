@@ -256,8 +256,19 @@ def test_create_model_round_trip(name, gen):
 def test_checkpoints_portable_between_modes(gen):
     xyz, nrm = make_cloud(2, N_POINTS, generator=gen)
     faithful, _ = _calibrated("risurconv_cls_tiny", xyz, nrm, faithful=True)
-    fixed = _build("risurconv_cls_tiny")
+    torch.manual_seed(1)  # other initial weights than the faithful model's
+    fixed = _build("risurconv_cls_tiny").eval()
+    before = fixed(xyz, nrm).detach()
     fixed.load_state_dict(faithful.state_dict())  # same parameter names and shapes
+    loaded = fixed.state_dict()
+    assert loaded.keys() == faithful.state_dict().keys()
+    for k, v in faithful.state_dict().items():
+        assert torch.equal(loaded[k], v), k  # every tensor arrived
+    with torch.no_grad():
+        after = fixed(xyz, nrm)
+    assert not torch.allclose(after, before)  # the loaded weights are the ones in use
+    assert torch.isfinite(after).all()
+    assert fixed.faithful is False and faithful.faithful is True  # the modes stay distinct
 
 
 def test_pyg_batch_input(gen):

@@ -40,7 +40,8 @@ def test_set_abstraction_shapes(cls, gen):
     sa = cls(16, 8, 0, out_arg, embed_channels=(8, 16)).eval()
     new_xyz, new_nrm, f = sa(xyz, nrm)
     assert new_xyz.shape == (2, 16, 3) and new_nrm.shape == (2, 16, 3) and f.shape == (2, 16, 24)
-    idx = ops.fps(xyz, 16)
+    # fixed mode: tie-tolerant FPS, centres in ascending index order (the FPS set, not its order)
+    idx = ops.fps(xyz, 16, tie_rtol=512 * torch.finfo(xyz.dtype).eps).sort(1).values
     torch.testing.assert_close(new_xyz, ops.gather(xyz, idx))
     torch.testing.assert_close(new_nrm, ops.gather(nrm, idx))  # input normals, not re-estimated
     sa2 = cls(None, None, 24, out_arg, group_all=True, embed_channels=(8, 16)).eval()

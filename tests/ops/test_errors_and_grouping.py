@@ -20,7 +20,9 @@ P = gaussian(2, 10, 0)
         (lambda: ops.fps(P, 11), ValueError, r"npoint=11 is out of range"),
         (lambda: ops.fps(P, 0), ValueError, r"npoint=0"),
         (lambda: ops.fps(P, 3, start=10), ValueError, r"start=10"),
-        (lambda: ops.knn(P[..., :2], 1), ValueError, r"shape \(B, N, 3\)"),
+        (lambda: ops.fps(P[..., :2], 1), ValueError, r"shape \(B, N, 3\)"),  # knn takes any D
+        (lambda: ops.knn(P[..., :0], 1), ValueError, r"shape \(B, N, D\) with D >= 1"),
+        (lambda: ops.knn(P, 1, P[..., :2]), ValueError, r"dimensions differ"),
         (lambda: ops.knn(P.long(), 1), TypeError, r"float32 or float64"),
         (lambda: ops.knn(P, 1, P.double()), TypeError, r"float32"),
         (lambda: ops.knn(P, 1, P[:1]), ValueError, r"batch sizes differ"),
@@ -92,15 +94,25 @@ def test_three_nn_interpolate_matches_naive_loop(backend):
     torch.testing.assert_close(out, want)
 
 
-def test_knn_dist2_gradient_same_on_every_backend():
-    for backend in ops.available_backends("knn"):
-        if backend == "torch_cluster":
-            continue
-        pts = gaussian(1, 30, 4, dtype=torch.float64).requires_grad_()
-        _, d2 = ops.knn(pts, 4, backend=backend)
-        (g,) = torch.autograd.grad(d2.sum(), pts)
-        pts_ref = pts.detach().clone().requires_grad_()
-        _, d2_ref = ops.knn(pts_ref, 4, backend="torch")
-        (g_ref,) = torch.autograd.grad(d2_ref.sum(), pts_ref)
-        assert torch.equal(d2.detach(), d2_ref.detach())
-        torch.testing.assert_close(g, g_ref)
+def _analytic_dist2_sum_grad(pts: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """d/dp of sum over (query i, neighbour j) of |p_i - p_j|^2, written out by hand."""
+    grad = torch.zeros_like(pts)
+    for b in range(pts.shape[0]):
+        for i in range(pts.shape[1]):
+            for j in idx[b, i].tolist():
+                diff = 2 * (pts[b, i] - pts[b, j])
+                grad[b, i] += diff
+                grad[b, j] -= diff
+    return grad
+
+
+@pytest.mark.parametrize(
+    "backend", [b for b in ops.available_backends("knn") if b != "torch_cluster"]
+)
+def test_knn_dist2_gradient_matches_the_analytic_gradient(backend):
+    pts = gaussian(1, 30, 4, dtype=torch.float64).requires_grad_()
+    idx, d2 = ops.knn(pts, 4, backend=backend)
+    (g,) = torch.autograd.grad(d2.sum(), pts)
+    want_d2 = ((pts[0, :, None] - pts[0][idx[0]]) ** 2).sum(-1)[None]
+    torch.testing.assert_close(d2.detach(), want_d2.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(g, _analytic_dist2_sum_grad(pts.detach(), idx))

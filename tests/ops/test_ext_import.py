@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,15 +84,30 @@ def test_env_override_is_honoured(monkeypatch):
     assert r.returncode == 0 and r.stdout.strip() == "torch", r.stderr
 
 
-def test_require_ext_env_turns_missing_extension_into_failure():
-    code = (
-        "import sys, os; sys.modules['pointlib._C'] = None\n"
-        "from pointlib import _ext\n"
-        "if os.environ.get('POINTLIB_REQUIRE_EXT') == '1' and not _ext.HAS_EXT:\n"
-        "    raise SystemExit('extension required: ' + _ext.describe())\n"
+def test_require_ext_env_turns_missing_extension_into_failure(tmp_path):
+    """Run the real ``test_extension_loaded_or_required`` above in a pytest subprocess with the
+    extension hidden: it must fail under ``POINTLIB_REQUIRE_EXT=1`` and skip without it."""
+    (tmp_path / "hide_pointlib_ext.py").write_text(
+        "import sys\nsys.modules['pointlib._C'] = None  # import pointlib._C -> ImportError\n"
     )
-    r = _run(code, POINTLIB_REQUIRE_EXT="1")
-    assert r.returncode != 0 and "extension required" in r.stderr
+    here = Path(__file__).resolve()
+    node = f"{here}::test_extension_loaded_or_required"
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "hide_pointlib_ext",
+            "-p", "no:xdist", "-p", "no:cacheprovider", node]  # fmt: skip
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+
+    def run(require: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": path, "POINTLIB_REQUIRE_EXT": require}
+        return subprocess.run(
+            args, capture_output=True, text=True, env=env, timeout=300, cwd=here.parent
+        )
+
+    required = run("1")
+    assert required.returncode == 1, required.stdout + required.stderr
+    assert "1 failed" in required.stdout and "POINTLIB_REQUIRE_EXT=1 but" in required.stdout
+    optional = run("0")
+    assert optional.returncode == 0, optional.stdout + optional.stderr
+    assert "1 skipped" in optional.stdout and "extension not built" in optional.stdout
 
 
 @pytest.mark.skipif(not _ext.HAS_CPU_EXT, reason="extension not built")

@@ -10,16 +10,20 @@ from pointlib.models import create_model, list_models
 from pointlib.models.vision import TEST_MODELS
 from pointlib.models.vision._layers import num_params
 
-# name -> (exact parameter count, reference figure and source)
-FULL_COUNTS: dict[str, tuple[int, str]] = {
-    "convit_tiny": (5_710_512, "timm 5,710,512 (paper 6M)"),
-    "crossvit_tiny_240": (7_014_800, "timm 7,014,800 (paper 6.9M)"),
-    "davit_tiny": (28_360_168, "timm 28,360,168 (paper 28.3M)"),
-    "halonet26t": (12_480_288, "timm 12,480,288"),
-    "nat_mini": (19_984_174, "paper 20M"),
-    "inline_deit_tiny": (6_477_736, "paper 6.5M"),
-    "transnext_micro": (12_809_304, "paper 12.8M"),
-    "biformer_tiny": (13_142_760, "paper 13.1M"),
+# name -> (exact parameter count of our implementation, published figure, its resolution, source).
+# For the timm models the published figure is timm's exact count, an external reference. For
+# NAT, InLine, TransNeXt and BiFormer only the papers' rounded figures exist: the exact counts
+# below are **snapshots of our own output** (a regression check, not a reference); what is
+# checked against the papers is that the count rounds to the published figure.
+FULL_COUNTS: dict[str, tuple[int, float, float, str]] = {
+    "convit_tiny": (5_710_512, 5_710_512, 0, "timm 5,710,512 (paper 6M)"),
+    "crossvit_tiny_240": (7_014_800, 7_014_800, 0, "timm 7,014,800 (paper 6.9M)"),
+    "davit_tiny": (28_360_168, 28_360_168, 0, "timm 28,360,168 (paper 28.3M)"),
+    "halonet26t": (12_480_288, 12_480_288, 0, "timm 12,480,288"),
+    "nat_mini": (19_984_174, 20e6, 1e6, "NAT paper: NAT-Mini 20M"),
+    "inline_deit_tiny": (6_477_736, 6.5e6, 0.1e6, "InLine paper: InLine-DeiT-T 6.5M"),
+    "transnext_micro": (12_809_304, 12.8e6, 0.1e6, "TransNeXt paper: Micro 12.8M"),
+    "biformer_tiny": (13_142_760, 13.1e6, 0.1e6, "BiFormer paper: Tiny 13.1M"),
 }
 
 # input side per test variant (default 32); 64 px where the last stage would be a single token
@@ -107,8 +111,11 @@ def test_non_image_input_is_a_clear_error():
 
 @pytest.mark.parametrize("name", sorted(FULL_COUNTS))
 def test_full_variant_parameter_count(name):
-    expected, _source = FULL_COUNTS[name]
-    assert num_params(create_model(name)) == expected
+    snapshot, published, resolution, source = FULL_COUNTS[name]
+    count = num_params(create_model(name))
+    # external reference: timm's exact count, or the paper's figure to its printed precision
+    assert abs(count - published) <= resolution / 2, f"{count} vs {source}"
+    assert count == snapshot  # regression snapshot of our own output (see FULL_COUNTS)
 
 
 @pytest.mark.parametrize("name", ["convit_test_tiny", "halonet_test_tiny", "transnext_test_tiny"])

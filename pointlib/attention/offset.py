@@ -99,25 +99,34 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, scale: float, group: bool) -> Tens
 
 
 def _backward_block(
-    q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, group: bool
-) -> tuple[Tensor, Tensor, Tensor]:
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    scale: float,
+    group: bool,
+    out: tuple[Tensor, Tensor, Tensor],
+) -> None:
+    """Gradients of one block of groups, written into ``out = (dq, dk, dv)``."""
+    dq, dk, dv = out
     A = _softmax_map(q, k, scale)  # recomputed, bitwise as in forward
     u = _normaliser(A, group)
     if group:
         At = A * u  # normalised map
-        dv = At @ g
+        torch.matmul(At, g, out=dv)
         P = v @ g.transpose(-1, -2)  # (n, G, L_i, L_j)
         dA = P.sub_((At.mul_(P)).sum(dim=-3, keepdim=True)).mul_(u)
         del At
     else:
         gs = g * u.transpose(-1, -2)  # G'_j = u_j G_j
-        dv = A @ gs
+        torch.matmul(A, gs, out=dv)
         P = v @ gs.transpose(-1, -2)
         dA = P.sub_((A * P).sum(dim=-2, keepdim=True).mul_(u))
     dS = torch._softmax_backward_data(dA, A, -1, A.dtype)
     if scale != 1.0:
         dS = dS.mul_(scale)
-    return dS @ k, dS.transpose(-1, -2) @ q, dv
+    torch.matmul(dS, k, out=dq)
+    torch.matmul(dS.transpose(-1, -2), q, out=dk)
 
 
 class _OffsetAttentionFn(torch.autograd.Function):
@@ -143,8 +152,8 @@ class _OffsetAttentionFn(torch.autograd.Function):
         )
         for a in range(0, n, per):
             b = min(n, a + per)
-            dqb[a:b], dkb[a:b], dvb[a:b] = _backward_block(
-                qb[a:b], kb[a:b], vb[a:b], gb[a:b], scale, group
+            _backward_block(
+                qb[a:b], kb[a:b], vb[a:b], gb[a:b], scale, group, (dqb[a:b], dkb[a:b], dvb[a:b])
             )
         return dq, dk, dv, None, None
 

@@ -30,6 +30,7 @@ Running statistics and ``num_batches_tracked`` are updated exactly as by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -85,29 +86,139 @@ def update_running_stats(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor, count: i
     bn.running_var.mul_(1 - m).add_(unbiased.to(bn.running_var.dtype), alpha=m)
 
 
-def _linear_parts(xs: Sequence[Tensor], weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``cat(xs, -1) @ weight.T + bias`` without building the concatenation; ``xs`` are 2D."""
-    if len(xs) == 1:
-        return F.linear(xs[0], weight, bias)
-    c0 = xs[0].shape[1]
-    y = F.linear(xs[0], weight[:, :c0], bias)
-    off = c0
-    for x in xs[1:]:
-        c = x.shape[1]
-        y.addmm_(x, weight[:, off : off + c].t())
+class Gathered(NamedTuple):
+    """The rows ``src[b, idx[b, ...]]`` of a ``(B, N, D)`` tensor, not built.
+
+    An input part of :func:`linear_bn_act` (e.g. a previous level's features grouped by
+    neighbour indices): the fused block multiplies ``src`` by its weight columns once, on the
+    ``N`` source rows, and gathers the products, instead of multiplying the ``(B, M, K, D)``
+    grouped tensor (``M K`` rows, usually many times ``N``). The backward pass sums the row
+    gradients into the source rows (``index_add``) and multiplies there.
+    """
+
+    src: Tensor
+    idx: Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        """The shape of the gathered tensor, ``(*idx.shape, D)``."""
+        return torch.Size((*self.idx.shape, self.src.shape[-1]))
+
+    def materialize(self) -> Tensor:
+        """The gathered tensor ``(*idx.shape, D)`` (gradients flow to ``src``)."""
+        B, _, D = self.src.shape
+        flat = self.idx.reshape(B, -1, 1).expand(-1, -1, D)
+        return torch.gather(self.src, 1, flat).view(self.shape)
+
+    def flat(self) -> tuple[Tensor, Tensor]:
+        """``src`` as ``(B N, D)`` rows and the flat row index ``(R,)`` into them."""
+        B, N, D = self.src.shape
+        off = torch.arange(B, device=self.idx.device).mul_(N)
+        idx = self.idx.reshape(B, -1) + off[:, None]
+        return self.src.reshape(B * N, D), idx.reshape(-1)
+
+
+Part = Tensor | Gathered
+
+
+class _Rows:
+    """Blocks of rows of ``cat(parts, -1) @ W^T + b`` without the concatenation.
+
+    ``dense``: ``(x (R, c), w (C, c))`` pairs; ``gathered``: ``(P (N, C), idx (R,))`` pairs
+    with the projected source rows ``P = src @ w^T`` (the first one with the bias added).
+    :meth:`block` computes the same values with the same operations every time it is asked
+    for the same range (bitwise).
+    """
+
+    def __init__(
+        self,
+        dense: Sequence[tuple[Tensor, Tensor]],
+        gathered: Sequence[tuple[Tensor, Tensor]],
+        bias: Tensor | None,
+    ) -> None:
+        self.dense, self.gathered = list(dense), list(gathered)
+        self.bias = bias if not self.gathered else None  # else inside the first projection
+
+    def block(self, a: int, b: int) -> Tensor:
+        """Rows ``a:b`` as a fresh ``(b - a, C)`` tensor: a gather of the projected rows
+        (then accumulating matrix products), or one linear map of the first dense part."""
+        dense = self.dense
+        if self.gathered:
+            P, idx = self.gathered[0]
+            y = P.index_select(0, idx[a:b])
+            for P, idx in self.gathered[1:]:
+                y.add_(P.index_select(0, idx[a:b]))
+        else:
+            x, w = dense[0]
+            y = F.linear(x[a:b], w, self.bias)
+            dense = dense[1:]
+        for x, w in dense:
+            y.addmm_(x[a:b], w.t())
+        return y
+
+
+def _flatten_parts(parts: Sequence[Part]) -> tuple[list[str], list[Tensor]]:
+    """Kinds (``"d"`` dense, ``"g"`` gathered) and the flat tensors: ``(R, c)`` per dense part,
+    ``(N, c)`` source rows and ``(R,)`` indices per gathered part."""
+    kinds: list[str] = []
+    flat: list[Tensor] = []
+    for p in parts:
+        if isinstance(p, Gathered):
+            kinds.append("g")
+            flat.extend(p.flat())
+        else:
+            kinds.append("d")
+            flat.append(p.reshape(-1, p.shape[-1]))
+    return kinds, flat
+
+
+def _split(kinds: Sequence[str], tensors: Sequence[Tensor]) -> list[tuple[Tensor, ...]]:
+    """Group the flat tensors per part: ``(x,)`` dense, ``(src, idx)`` gathered."""
+    out: list[tuple[Tensor, ...]] = []
+    i = 0
+    for k in kinds:
+        n = 2 if k == "g" else 1
+        out.append(tuple(tensors[i : i + n]))
+        i += n
+    return out
+
+
+def _make_rows(
+    kinds: Sequence[str], tensors: Sequence[Tensor], weight: Tensor, bias: Tensor | None
+) -> tuple[_Rows, list[int], list[int]]:
+    """The :class:`_Rows` of the parts (gathered parts projected once) and the column widths
+    and offsets of the parts in ``weight``."""
+    dense, gathered, widths = [], [], []
+    off = 0
+    offs = []
+    for k, t in zip(kinds, _split(kinds, tensors)):
+        c = t[0].shape[1]
+        w = weight[:, off : off + c]
+        if k == "g":
+            gathered.append((F.linear(t[0], w, None if gathered else bias), t[1]))
+        else:
+            dense.append((t[0], w))
+        widths.append(c)
+        offs.append(off)
         off += c
-    return y
+    return _Rows(dense, gathered, bias), widths, offs
 
 
-#: rows per block of the blocked passes over ``(R, C)`` tensors. Temporaries of a few MiB are
-#: reused by the allocator, while every fresh tensor above glibc's mmap threshold (32 MiB) is
-#: page-faulted in again: on CPU that, not arithmetic, dominated the unfused blocks.
-BLOCK_ROWS = 4096
+#: Blocking of the passes over ``(R, C)`` tensors: a block has about :data:`BLOCK_ELEMS` elements
+#: (``BLOCK_ELEMS // C`` rows) and at least :data:`BLOCK_ROWS` rows. Temporaries of a few MiB
+#: are reused by the allocator, while every fresh tensor above glibc's mmap threshold (32 MiB)
+#: is page-faulted in again: on CPU that, not arithmetic, dominated the unfused blocks. Blocks
+#: much smaller than this cost in another way: every operation on a block is one parallel
+#: region, whose synchronisation stalls when the machine is oversubscribed.
+BLOCK_ELEMS = 1 << 20
+BLOCK_ROWS = 1024
 
 
-def _blocks(rows: int, group: int = 1) -> list[tuple[int, int]]:
-    """Row ranges of about :data:`BLOCK_ROWS` rows, multiples of ``group``."""
-    step = max(1, BLOCK_ROWS // group) * group
+def _blocks(rows: int, group: int = 1, width: int = 1) -> list[tuple[int, int]]:
+    """Row ranges of about ``max(BLOCK_ROWS, BLOCK_ELEMS // width)`` rows, multiples of
+    ``group``."""
+    target = max(BLOCK_ROWS, BLOCK_ELEMS // max(1, width))
+    step = max(1, target // group) * group
     return [(r, min(rows, r + step)) for r in range(0, rows, step)]
 
 
@@ -132,8 +243,22 @@ def _block_stats(y: Tensor) -> tuple[int, Tensor, Tensor]:
 
 def _col_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     """Per-column mean and biased variance of ``y (R, C)`` in ``y``'s dtype."""
-    mean, var = _merge_stats([_block_stats(y[a:b]) for a, b in _blocks(y.shape[0])])
+    R, C = y.shape
+    mean, var = _merge_stats([_block_stats(y[a:b]) for a, b in _blocks(R, 1, C)])
     return mean.to(y.dtype), var.to(y.dtype)
+
+
+def _extrema(gamma: Tensor) -> tuple[str, ...]:
+    """Which extrema over the neighbours the pooled block needs: the maximum where the BN scale
+    ``gamma / sigma`` is ``>= 0`` (the sign of ``gamma``), the minimum where it is negative.
+    Both when the signs are mixed, or under :func:`torch.compile` (no data-dependent branch)."""
+    if torch.compiler.is_compiling():
+        return ("max", "min")
+    if bool((gamma >= 0).all()):
+        return ("max",)
+    if bool((gamma < 0).all()):
+        return ("min",)
+    return ("max", "min")
 
 
 def _masked_grad(g: Tensor, y: Tensor, shift: Tensor, scale: Tensor, relu: bool) -> Tensor:
@@ -160,7 +285,7 @@ class _AffineReLUFn(torch.autograd.Function):
         dx = x.new_empty(x.shape) if ctx.needs_input_grad[0] else None
         dw = torch.zeros_like(weight)
         db = weight.new_zeros(weight.shape[0])
-        for a, b in _blocks(x.shape[0]):
+        for a, b in _blocks(x.shape[0], 1, weight.shape[0]):
             gb = (out[a:b] > 0).to(g.dtype).mul_(g[a:b])
             dw.addmm_(gb.t(), x[a:b])
             db += gb.sum(0)
@@ -170,11 +295,13 @@ class _AffineReLUFn(torch.autograd.Function):
 
 
 class _LinearBNActFn(torch.autograd.Function):
-    """Training-mode ``[max_K] act(BN(cat(xs) W^T + b))``; see :func:`linear_bn_act`.
+    """Training-mode ``[max_K] act(BN(cat(parts) W^T + b))``; see :func:`linear_bn_act`.
 
-    Saved for backward: the inputs ``xs``, the weight, per-channel statistics and (pooling) the
-    selected pre-activation values and their indices, ``(M, C)``. The linear output is
-    recomputed in backward; with pooling it is only ever built in blocks of rows.
+    ``kinds`` says how the flat ``tensors`` make up the parts (``"d"``: one ``(R, c)`` tensor;
+    ``"g"``: ``(N, c)`` source rows and their ``(R,)`` row index). Saved for backward: those
+    tensors, the weight, per-channel statistics and (pooling) the selected pre-activation
+    values and their indices, ``(M, C)``. The linear output is recomputed in backward; with
+    pooling it is only ever built in blocks of rows.
     """
 
     @staticmethod
@@ -187,47 +314,56 @@ class _LinearBNActFn(torch.autograd.Function):
         eps: float,
         relu: bool,
         pool_k: int,
-        *xs: Tensor,
+        kinds: tuple[str, ...],
+        *tensors: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        R = xs[0].shape[0]
+        R = tensors[0].shape[0] if kinds[0] == "d" else tensors[1].shape[0]
         C = weight.shape[0]
+        rows, _, _ = _make_rows(kinds, tensors, weight, bias)
         if pool_k:
             M = R // pool_k
-            vmax = xs[0].new_empty(M, C)
-            vmin = xs[0].new_empty(M, C)
-            imax = torch.empty(M, C, dtype=torch.long, device=vmax.device)
-            imin = torch.empty(M, C, dtype=torch.long, device=vmax.device)
+            ext = _extrema(gamma)
             stats = []
-            for a, b in _blocks(R, pool_k):
-                yb = _linear_parts([x[a:b] for x in xs], weight, bias)
+            found: dict[str, tuple[Tensor, Tensor]] = {}
+            for a, b in _blocks(R, pool_k, C):
+                yb = rows.block(a, b)
+                if a == 0:  # in the blocks' dtype (autocast may change it)
+                    for e in ext:
+                        found[e] = (yb.new_empty(M, C), yb.new_empty(M, C, dtype=torch.long))
                 y3 = yb.view(-1, pool_k, C)
                 ma, mb = a // pool_k, b // pool_k
-                torch.max(y3, 1, out=(vmax[ma:mb], imax[ma:mb]))
-                torch.min(y3, 1, out=(vmin[ma:mb], imin[ma:mb]))
+                for e, (v, i) in found.items():
+                    (torch.max if e == "max" else torch.min)(y3, 1, out=(v[ma:mb], i[ma:mb]))
                 stats.append(_block_stats(yb))
             mean64, var64 = _merge_stats(stats)
-            mean, var = mean64.to(vmax.dtype), var64.to(vmax.dtype)
+            mean, var = mean64.to(yb.dtype), var64.to(yb.dtype)
         else:
-            y = _linear_parts(xs, weight, bias)  # (R, C), becomes the output in place
+            y = rows.block(0, R)  # (R, C), becomes the output in place
             mean, var = _col_stats(y)
+        del rows
         invstd = torch.rsqrt(var + eps)
         scale = gamma * invstd
         shift = beta - mean * scale
         if pool_k:
-            pos = scale >= 0
-            sel = torch.where(pos, vmax, vmin)  # (M, C) pre-activation of the pooled entry
-            isel = torch.where(pos, imax, imin)
-            del vmax, vmin, imax, imin
+            if len(found) == 2:  # per channel: max where scale >= 0, else min
+                pos = scale >= 0
+                (vmax, imax), (vmin, imin) = found["max"], found["min"]
+                sel = torch.where(pos, vmax, vmin)  # (M, C) pre-activation of the pooled entry
+                isel = torch.where(pos, imax, imin)
+                del vmax, vmin, imax, imin
+            else:
+                sel, isel = found.popitem()[1]
+            del found
             out = torch.addcmul(shift, sel, scale)
             if relu:
                 out = out.relu_()
-            ctx.save_for_backward(weight, bias, mean, invstd, scale, shift, sel, isel, *xs)
+            ctx.save_for_backward(weight, bias, mean, invstd, scale, shift, sel, isel, *tensors)
         else:
             out = torch.addcmul(shift, y, scale, out=y)  # in place: y is not kept
             if relu:
                 out = out.relu_()
-            ctx.save_for_backward(weight, bias, mean, invstd, scale, shift, *xs)
-        ctx.relu, ctx.pool_k, ctx.has_bias = relu, pool_k, bias is not None
+            ctx.save_for_backward(weight, bias, mean, invstd, scale, shift, *tensors)
+        ctx.relu, ctx.pool_k, ctx.has_bias, ctx.kinds = relu, pool_k, bias is not None, kinds
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
@@ -235,9 +371,12 @@ class _LinearBNActFn(torch.autograd.Function):
     def backward(ctx, g: Tensor, _gm: Tensor, _gv: Tensor):  # type: ignore[override]
         saved = ctx.saved_tensors
         weight, bias, mean, invstd, scale, shift = saved[:6]
-        pool_k = ctx.pool_k
-        xs = saved[8:] if pool_k else saved[6:]
-        R, C = xs[0].shape[0], weight.shape[0]
+        pool_k, kinds = ctx.pool_k, ctx.kinds
+        tensors = saved[8:] if pool_k else saved[6:]
+        rows, widths, offs = _make_rows(kinds, tensors, weight, bias)
+        parts = _split(kinds, tensors)
+        R = rows.dense[0][0].shape[0] if rows.dense else rows.gathered[0][1].shape[0]
+        C = weight.shape[0]
         g = g.contiguous()
         if pool_k:
             sel, isel = saved[6:8]
@@ -250,8 +389,8 @@ class _LinearBNActFn(torch.autograd.Function):
             # sums first, then dy; no (R, C) temporary is ever allocated
             sum_gz = torch.zeros_like(scale)
             sum_gzxc = torch.zeros_like(scale)
-            for a, b in _blocks(R):
-                yb = _linear_parts([x[a:b] for x in xs], weight, bias)
+            for a, b in _blocks(R, 1, C):
+                yb = rows.block(a, b)
                 gb = _masked_grad(g[a:b], yb, shift, scale, ctx.relu)
                 sum_gz += gb.sum(0)
                 sum_gzxc += yb.sub_(mean).mul_(gb).sum(0)
@@ -259,14 +398,24 @@ class _LinearBNActFn(torch.autograd.Function):
         # dL/dy = scale * (gz - mean(gz) - xhat * mean(gz * xhat)) = c1 y + c0 + scale gz
         c1 = scale * invstd * dgamma / -R
         c0 = scale * sum_gz / -R - c1 * mean
-        want = [ctx.needs_input_grad[7 + i] for i in range(len(xs))]
-        dxs: list[Tensor | None] = [x.new_empty(x.shape) if w else None for x, w in zip(xs, want)]
-        widths = [x.shape[1] for x in xs]
-        offs = [sum(widths[:i]) for i in range(len(xs))]
-        dws = [weight.new_zeros(C, c) for c in widths]
+        first = 8  # index of the first flat tensor among forward's inputs
+        grads: list[Tensor | None] = []
+        dws: list[Tensor] = []
+        sums: list[Tensor | None] = []  # gathered parts: row gradients summed per source row
+        j = first
+        for kind, t in zip(kinds, parts):
+            want = ctx.needs_input_grad[j]
+            if kind == "d":
+                grads.append(t[0].new_empty(t[0].shape) if want else None)
+                sums.append(None)
+            else:
+                grads.extend([None, None])  # filled below (source), index: no gradient
+                sums.append(weight.new_zeros(t[0].shape[0], C))
+            dws.append(weight.new_zeros(C, t[0].shape[1]))
+            j += len(t)
         dbias = weight.new_zeros(C) if ctx.has_bias and ctx.needs_input_grad[1] else None
-        for a, b in _blocks(R, pool_k or 1):
-            dyb = _linear_parts([x[a:b] for x in xs], weight, bias)  # recomputed block
+        for a, b in _blocks(R, pool_k or 1, C):
+            dyb = rows.block(a, b)  # recomputed block
             if pool_k:
                 dyb = torch.addcmul(c0, dyb, c1, out=dyb)
                 ma, mb = a // pool_k, b // pool_k
@@ -276,19 +425,43 @@ class _LinearBNActFn(torch.autograd.Function):
             else:
                 gb = _masked_grad(g[a:b], dyb, shift, scale, ctx.relu)
                 dyb = torch.addcmul(c0, dyb, c1, out=dyb).addcmul_(gb, scale)
-            for i, x in enumerate(xs):
-                dx = dxs[i]
-                if dx is not None:
-                    torch.mm(dyb, weight[:, offs[i] : offs[i] + widths[i]], out=dx[a:b])
-                dws[i].addmm_(dyb.t(), x[a:b])
+            gi = 0
+            for i, (kind, t) in enumerate(zip(kinds, parts)):
+                if kind == "d":
+                    dx = grads[gi]
+                    if dx is not None:
+                        w = weight[:, offs[i] : offs[i] + widths[i]]
+                        torch.mm(dyb, w, out=dx[a:b])
+                    dws[i].addmm_(dyb.t(), t[0][a:b])
+                    gi += 1
+                else:
+                    acc = sums[i]
+                    assert acc is not None
+                    acc.index_add_(0, t[1][a:b], dyb)
+                    gi += 2
             if dbias is not None:
                 dbias += dyb.sum(0)
+        gi = 0
+        j = first
+        for i, (kind, t) in enumerate(zip(kinds, parts)):
+            if kind == "g":
+                acc = sums[i]
+                assert acc is not None
+                dws[i].addmm_(acc.t(), t[0])
+                if ctx.needs_input_grad[j]:
+                    grads[gi] = acc @ weight[:, offs[i] : offs[i] + widths[i]]
+            gi += len(t)
+            j += len(t)
         dweight = dws[0] if len(dws) == 1 else torch.cat(dws, 1)
-        return dweight, dbias, dgamma, sum_gz, None, None, None, *dxs
+        return dweight, dbias, dgamma, sum_gz, None, None, None, None, *grads
+
+
+def _leading_shape(p: Part) -> torch.Size:
+    return p.shape[:-1]
 
 
 def linear_bn_act(
-    xs: Tensor | Sequence[Tensor],
+    xs: Part | Sequence[Part],
     linear: nn.Linear,
     bn: nn.BatchNorm1d,
     *,
@@ -299,9 +472,11 @@ def linear_bn_act(
     r"""Fused ``[max over K] ReLU(BN(Linear(cat(xs, -1))))`` on channels-last input.
 
     Args:
-        xs: one tensor ``(*, C_in)`` or several ``(*, C_i)`` with equal leading shapes, read as
-            their concatenation along the channels (never built). With ``pool_k`` the leading
-            shape must be ``(B, M, K)``.
+        xs: one part ``(*, C_in)`` or several ``(*, C_i)`` with equal leading shapes, read as
+            their concatenation along the channels (never built). A part is a tensor or a
+            :class:`Gathered` (rows of a ``(B, N, C_i)`` tensor selected by a ``(B, *)`` index,
+            not built either: its weight columns are applied to the ``N`` source rows). With
+            ``pool_k`` the leading shape must be ``(B, M, K)``.
         linear: the linear map ``C_in -> C_out`` (``C_in = sum C_i``).
         bn: the batch normalisation over ``C_out`` (batch statistics in training mode, running
             statistics in evaluation mode, as :class:`torch.nn.BatchNorm1d`).
@@ -316,10 +491,10 @@ def linear_bn_act(
         rounding); gradients flow to every input, the linear and the BN affine parameters. In
         training mode the running statistics are updated once.
     """
-    parts = [xs] if isinstance(xs, Tensor) else list(xs)
-    lead = parts[0].shape[:-1]
+    parts: list[Part] = [xs] if isinstance(xs, (Tensor, Gathered)) else list(xs)
+    lead = _leading_shape(parts[0])
     for p in parts[1:]:
-        if p.shape[:-1] != lead:
+        if _leading_shape(p) != lead:
             shapes = [tuple(t.shape) for t in parts]
             raise ValueError(f"inputs have different leading shapes: {shapes}")
     if pool_k is not None and (len(lead) < 1 or lead[-1] != pool_k):
@@ -328,21 +503,23 @@ def linear_bn_act(
     c_in = sum(p.shape[-1] for p in parts)
     if c_in != linear.in_features:
         raise ValueError(f"expected {linear.in_features} input channels, got {c_in}")
-    flat = [p.reshape(-1, p.shape[-1]) for p in parts]
-    R = flat[0].shape[0]
+    R = lead.numel()
     out_lead = lead[:-1] if pool_k else lead
     if not _fusable(bn) or R == 0:
-        h = torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+        dense = [p.materialize() if isinstance(p, Gathered) else p for p in parts]
+        h = torch.cat(dense, -1) if len(dense) > 1 else dense[0]
         y = F.linear(h, linear.weight, linear.bias)
         y = bn(y) if isinstance(bn, BatchNormLast) else bn(y.reshape(-1, y.shape[-1])).view(y.shape)
         if relu:
             y = torch.relu(y)
         y = y.amax(dim=-2) if pool_k else y
         return y if residual is None else y + residual
+    kinds, flat = _flatten_parts(parts)
     if bn.training:
         out, mean, var = _LinearBNActFn.apply(
-            linear.weight, linear.bias, bn.weight, bn.bias, bn.eps, relu, pool_k or 0, *flat
-        )
+            linear.weight, linear.bias, bn.weight, bn.bias, bn.eps, relu, pool_k or 0,
+            tuple(kinds), *flat,
+        )  # fmt: skip
         update_running_stats(bn, mean, var, R)
         out = out.view(*out_lead, out.shape[-1])
         return out if residual is None else out.add_(residual)  # out is not saved: in place
@@ -353,14 +530,15 @@ def linear_bn_act(
     b = bn.bias - bn.running_mean * scale
     if linear.bias is not None:
         b = b + linear.bias * scale
+    rows, _, _ = _make_rows(kinds, flat, w, b)
     if pool_k:  # blocked: the (R, C_out) map is never built
         pooled = [
-            _linear_parts([x[a:e] for x in flat], w, b).view(-1, pool_k, w.shape[0]).amax(1)
-            for a, e in _blocks(R, pool_k)
+            rows.block(a, e).view(-1, pool_k, w.shape[0]).amax(1)
+            for a, e in _blocks(R, pool_k, w.shape[0])
         ]
         y = pooled[0] if len(pooled) == 1 else torch.cat(pooled)
     else:
-        y = _linear_parts(flat, w, b)
+        y = rows.block(0, R)
     inplace = not (torch.is_grad_enabled() and y.requires_grad)
     if relu:
         y = y.relu_() if inplace else torch.relu(y)
@@ -402,7 +580,7 @@ class LinearBNReLU(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         return self.fused(x)
 
-    def fused(self, xs: Tensor | Sequence[Tensor], pool_k: int | None = None) -> Tensor:
+    def fused(self, xs: Part | Sequence[Part], pool_k: int | None = None) -> Tensor:
         """The block on ``cat(xs, -1)`` (not built), optionally max-pooled over axis ``-2``
         (``pool_k`` = its size): ``(B, M, K, C_in)`` pieces -> ``(B, M, C_out)``."""
         return linear_bn_act(xs, self[0], self[1], relu=self.act, pool_k=pool_k)
@@ -427,13 +605,13 @@ class SharedMLP(nn.Sequential):
         super().__init__(*layers)
         self.out_channels = last
 
-    def fused(self, xs: Tensor | Sequence[Tensor], pool_k: int | None = None) -> Tensor:
+    def fused(self, xs: Part | Sequence[Part], pool_k: int | None = None) -> Tensor:
         """The stack on ``cat(xs, -1)`` (not built), the last block optionally max-pooled over
         axis ``-2`` (see :meth:`LinearBNReLU.fused`). Needs at least one block."""
         if not len(self):
             raise ValueError("an empty SharedMLP has no block to fuse")
         blocks = list(self)
-        h: Tensor | Sequence[Tensor] = xs
+        h: Part | Sequence[Part] = xs
         for blk in blocks[:-1]:
             h = blk.fused(h)
         return blocks[-1].fused(h, pool_k)

@@ -25,7 +25,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import SharedMLP
+from pointlib.nn.blocks import Gathered, SharedMLP
 
 RICONV2_CHANNELS = 8
 
@@ -50,7 +50,7 @@ class _RIConv2Core(RINeighbourhoodLayer):
             points, normals, centers, center_normals, idx, faithful=self.knn_order == "unsorted"
         )
 
-    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+    def aggregate(self, ri: Tensor, grouped: Gathered | None) -> Tensor:
         h = self.embed(ri)
         parts = [h] if grouped is None else [h, grouped]  # concatenation never built
         return self.mlp.fused(parts, pool_k=h.shape[-2])

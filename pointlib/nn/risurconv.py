@@ -44,7 +44,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import LinearBNReLU, RISPEmbedding, SharedMLP
+from pointlib.nn.blocks import Gathered, LinearBNReLU, RISPEmbedding, SharedMLP
 from pointlib.nn.offset_attention import GroupOffsetAttention, NormAxis, OffsetAttention
 
 
@@ -79,7 +79,7 @@ class _RISurConvCore(RINeighbourhoodLayer):
             shift=shift, faithful=self.knn_order == "unsorted",
         )  # fmt: skip
 
-    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+    def aggregate(self, ri: Tensor, grouped: Gathered | None) -> Tensor:
         h = self.attn_group(self.embed(ri))
         parts = [h] if grouped is None else [h, grouped]  # concatenation never built
         return self.attn_centers(self.conv.fused(parts, pool_k=h.shape[-2]))

@@ -24,18 +24,24 @@ DT = torch.float64
 @pytest.fixture(params=[4096, 8], ids=["one-block", "many-blocks"])
 def block_rows(request, monkeypatch):
     monkeypatch.setattr(blocks, "BLOCK_ROWS", request.param)
+    monkeypatch.setattr(blocks, "BLOCK_ELEMS", 1 << 20 if request.param > 8 else 1)
     monkeypatch.setattr(offset_mod, "MAP_BLOCK", 1 << 20 if request.param > 8 else 7)
     return request.param
 
 
-def _randomise(m: torch.nn.Module, gen: torch.Generator, negative_gamma: bool = False) -> None:
+def _randomise(m: torch.nn.Module, gen: torch.Generator, gamma: str = "random") -> None:
+    """Random BN parameters and statistics; ``gamma``: ``"random"``, ``"mixed"`` (every other
+    scale negative: pooling must take the min there), ``"positive"`` or ``"negative"``."""
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm1d):
                 C = mod.num_features
                 w = torch.randn(C, generator=gen, dtype=DT)
-                if negative_gamma:
-                    w[::2] = -w[::2].abs()  # some negative scales: pooling must take the min
+                if gamma == "mixed":
+                    w[::2] = -w[::2].abs()
+                    w[1::2] = w[1::2].abs()
+                elif gamma in ("positive", "negative"):
+                    w = w.abs() if gamma == "positive" else -w.abs()
                 mod.weight.copy_(w)
                 mod.bias.copy_(torch.randn(C, generator=gen, dtype=DT))
                 mod.running_mean.copy_(torch.randn(C, generator=gen, dtype=DT))
@@ -59,9 +65,10 @@ def _grads(module: torch.nn.Module, inputs: list[torch.Tensor]) -> dict[str, tor
 @pytest.mark.parametrize("pool", [False, True])
 @pytest.mark.parametrize("widths", [(12,), (5, 7)])
 @pytest.mark.parametrize("act", [True, False])
-def test_linear_bn_act_equals_modules(pool, widths, act, block_rows, gen):
+@pytest.mark.parametrize("gamma", ["mixed", "positive", "negative"])
+def test_linear_bn_act_equals_modules(pool, widths, act, gamma, block_rows, gen):
     m = LinearBNReLU(sum(widths), 6, act=act).to(DT)
-    _randomise(m, gen, negative_gamma=True)
+    _randomise(m, gen, gamma=gamma)
     ref = copy.deepcopy(m)
     xs = [torch.randn(3, 5, 4, c, generator=gen, dtype=DT, requires_grad=True) for c in widths]
     xs_ref = [x.detach().clone().requires_grad_() for x in xs]
@@ -83,6 +90,52 @@ def test_linear_bn_act_equals_modules(pool, widths, act, block_rows, gen):
         torch.testing.assert_close(
             m.fused(xs, pool_k=pool_k), _unfused_block(ref, xs, pool), rtol=1e-12, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("layout", ["dense+gathered", "gathered", "gathered+gathered"])
+def test_linear_bn_act_gathered_parts(pool, layout, block_rows, gen):
+    """``Gathered`` parts (projected on the source rows, gradients summed back into them) give
+    the values and gradients of the materialised grouped tensor."""
+    B, N, M, K = 3, 7, 5, 4
+    kinds = layout.split("+")
+    widths = [5, 6][: len(kinds)]
+    m = LinearBNReLU(sum(widths), 6).to(DT)
+    _randomise(m, gen, gamma="mixed")
+    ref = copy.deepcopy(m)
+    leaves: list[torch.Tensor] = []
+    parts: list = []
+    parts_ref: list[torch.Tensor] = []
+    for kind, c in zip(kinds, widths):
+        if kind == "dense":
+            x = torch.randn(B, M, K, c, generator=gen, dtype=DT, requires_grad=True)
+            parts.append(x)
+        else:
+            x = torch.randn(B, N, c, generator=gen, dtype=DT, requires_grad=True)
+            idx = torch.randint(0, N, (B, M, K), generator=gen)  # repeats: summed gradients
+            parts.append(blocks.Gathered(x, idx))
+        leaves.append(x)
+    leaves_ref = [x.detach().clone().requires_grad_() for x in leaves]
+    for p, x in zip(parts, leaves_ref):
+        gathered = isinstance(p, blocks.Gathered)
+        parts_ref.append(blocks.Gathered(x, p.idx).materialize() if gathered else x)
+    pool_k = K if pool else None
+    out = m.fused(parts, pool_k=pool_k)
+    expect = _unfused_block(ref, parts_ref, pool)
+    torch.testing.assert_close(out, expect, rtol=1e-12, atol=1e-12)
+    w = torch.randn(out.shape, generator=gen, dtype=DT)
+    (out * w).sum().backward()
+    (expect * w).sum().backward()
+    got, want = _grads(m, leaves), _grads(ref, leaves_ref)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-10, atol=1e-10, msg=name)
+    m.eval()
+    ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            m.fused(parts, pool_k=pool_k), _unfused_block(ref, parts_ref, pool), rtol=1e-12,
+            atol=1e-12,
+        )  # fmt: skip
 
 
 def test_linear_bn_act_eval_with_grad_and_residual(gen):

@@ -152,22 +152,33 @@ def sample_indices(
     return out
 
 
-def estimate_normals(xyz: np.ndarray, k: int = 32, chunk: int = 64) -> np.ndarray:
-    """Unit normals ``(M, N, 3)`` float32 for clouds ``xyz (M, N, 3)`` with an invariant sign.
+def estimate_normals(
+    xyz: np.ndarray, k: int = 32, chunk: int = 64, *, sign: str = "invariant"
+) -> np.ndarray:
+    """Unit normals ``(M, N, 3)`` float32 for clouds ``xyz (M, N, 3)``.
 
     :func:`pointlib.features.estimate_normals`: the LRA of spec §1.6 (``k`` nearest neighbours
-    including the point, weights ``d_max - d_j``, eigenvector of the smallest eigenvalue)
-    oriented **away from the cloud centroid** (``n · (x - c) >= 0``). Both the axis and
-    ``x - c`` rotate with the cloud, so the sign commutes with any rotation. Runs in chunks of
-    ``chunk`` clouds to bound memory.
+    including the point, weights ``d_max - d_j``, eigenvector of the smallest eigenvalue).
+    ``sign="invariant"`` (default) orients it **away from the cloud centroid**
+    (``n · (x - c) >= 0``); both the axis and ``x - c`` rotate with the cloud, so the sign
+    commutes with any rotation. ``sign="raw"`` keeps the eigensolver's sign, as the reference
+    code's LRA normals (``faithful=True``; not rotation invariant). Runs in chunks of ``chunk``
+    clouds to bound memory.
     """
     from pointlib.features import estimate_normals as lra_normals
 
+    if sign not in NORMAL_SIGNS:
+        raise ValueError(f"sign must be one of {NORMAL_SIGNS}, got {sign!r}")
     out = np.empty(xyz.shape, dtype=np.float32)
     for s in range(0, len(xyz), chunk):
         pts = torch.from_numpy(np.ascontiguousarray(xyz[s : s + chunk], dtype=np.float32))
-        out[s : s + chunk] = lra_normals(pts, k=min(k, pts.shape[1])).numpy()
+        n = lra_normals(pts, k=min(k, pts.shape[1]), faithful=sign == "raw")
+        out[s : s + chunk] = n.numpy()
     return out
+
+
+#: Sign rules of :func:`estimate_normals`.
+NORMAL_SIGNS = ("invariant", "raw")
 
 
 def check_sampling(method: str) -> str:

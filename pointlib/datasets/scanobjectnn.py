@@ -14,8 +14,9 @@ PB_T50_RS    ``main_split``        ``{training,test}_objectdataset_augmentedrot_
 Keys ``data (M, 2048, 3)``, ``label (M,)`` (``mask`` is ignored). Clouds are reduced to
 ``num_points`` by FPS from index 0 (as the recipe's pointops FPS, spec §4.2) and, the scans
 having no normals, normals are **estimated** once (k=32 weighted local PCA, i.e. the LRA, with a
-rotation-invariant sign: oriented away from the cloud centroid; see
-:func:`pointlib.datasets._points.estimate_normals`) and cached. xyz are used as stored
+rotation-invariant sign: oriented away from the cloud centroid; ``normal_sign="raw"`` keeps the
+eigensolver's sign as the reference code; see :func:`pointlib.datasets._points.estimate_normals`)
+and cached. xyz are used as stored
 (``normalize=False`` by default, like the recipe).
 """
 
@@ -29,7 +30,12 @@ import numpy as np
 
 from pointlib.datasets._cached import load_cached, resolve_cache_dir
 from pointlib.datasets._h5 import check_count, check_labels, check_points, read_h5
-from pointlib.datasets._points import check_sampling, estimate_normals, sample_indices
+from pointlib.datasets._points import (
+    NORMAL_SIGNS,
+    check_sampling,
+    estimate_normals,
+    sample_indices,
+)
 from pointlib.datasets.base import DatasetError, DatasetNotFoundError, PointCloudDataset, Transform
 
 SCANOBJECTNN_CLASSES: tuple[str, ...] = (
@@ -54,6 +60,10 @@ class ScanObjectNN(PointCloudDataset):
         num_points: points per cloud (default 1024; the files hold 2048).
         variant: ``"OBJ_ONLY"``, ``"OBJ_BG"`` or ``"PB_T50_RS"`` (default, the paper's "hardest").
         normal_k: neighbours for normal estimation. (default: 32)
+        normal_sign: sign of the estimated normals: ``"invariant"`` (default: away from the
+            cloud centroid, rotation invariant) or ``"raw"`` (the eigensolver's sign, as the
+            reference code's LRA normals; use it with ``faithful=True`` models to reproduce the
+            reference inputs).
         normals, transform, normalize, sampling, seed, cache_dir, cache: as for ModelNet40.
     """
 
@@ -80,6 +90,7 @@ class ScanObjectNN(PointCloudDataset):
         normalize: bool | None = None,
         sampling: str = "fps",
         normal_k: int = 32,
+        normal_sign: str = "invariant",
         seed: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         cache: bool = True,
@@ -96,6 +107,9 @@ class ScanObjectNN(PointCloudDataset):
         self.classes = list(self.CLASSES)
         self.format = "h5"
         self.sampling = check_sampling(sampling)
+        if normal_sign not in NORMAL_SIGNS:
+            raise ValueError(f"normal_sign must be one of {NORMAL_SIGNS}, got {normal_sign!r}")
+        self.normal_sign = normal_sign
         self.seed = int(seed)
         root_p = self._require_root()
         path = self.h5_path(root_p, split, variant)
@@ -109,6 +123,8 @@ class ScanObjectNN(PointCloudDataset):
             "normal_k": int(normal_k),
             "normals_estimated": bool(normals),
         }
+        if normal_sign != "invariant":  # the default keeps the existing caches' key
+            settings["normal_sign"] = normal_sign
         cdir = resolve_cache_dir(root_p, self.name, cache_dir, cache)
         arrays, self.cache_path = load_cached(
             cdir,
@@ -147,7 +163,7 @@ class ScanObjectNN(PointCloudDataset):
         xyz = np.ascontiguousarray(np.take_along_axis(data, idx[..., None], axis=1))
         out = {"xyz": xyz, "labels": labels}
         if with_normals:
-            out["normals"] = estimate_normals(xyz, k=k)
+            out["normals"] = estimate_normals(xyz, k=k, sign=self.normal_sign)
         return out
 
     def extra_repr(self) -> str:

@@ -152,8 +152,8 @@ class _Rows:
             x, w = dense[0]
             y = F.linear(x[a:b], w, self.bias)
             dense = dense[1:]
-        for x, w in dense:
-            y.addmm_(x[a:b], w.t())
+        for x, w in dense:  # (autocast: the first product may have a lower dtype)
+            y.addmm_(x[a:b].to(y.dtype), w.t().to(y.dtype))
         return y
 
 
@@ -246,6 +246,17 @@ def _col_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     R, C = y.shape
     mean, var = _merge_stats([_block_stats(y[a:b]) for a, b in _blocks(R, 1, C)])
     return mean.to(y.dtype), var.to(y.dtype)
+
+
+def _autocast_cast(t: Tensor):
+    """A cast to the autocast dtype of ``t``'s device when autocast is on there (identity
+    otherwise): the custom functions then run forward *and* backward in that one dtype, as
+    autocast's own matrix products do (their gradients are cast back by autograd)."""
+    dev = t.device.type
+    if not torch.is_autocast_enabled(dev):
+        return lambda x: x
+    dtype = torch.get_autocast_dtype(dev)
+    return lambda x: x if x is None or x.dtype == dtype else x.to(dtype)
 
 
 def _extrema(gamma: Tensor) -> tuple[str, ...]:
@@ -516,9 +527,10 @@ def linear_bn_act(
         return y if residual is None else y + residual
     kinds, flat = _flatten_parts(parts)
     if bn.training:
+        cast = _autocast_cast(flat[0])  # under autocast: the whole block in its dtype
         out, mean, var = _LinearBNActFn.apply(
-            linear.weight, linear.bias, bn.weight, bn.bias, bn.eps, relu, pool_k or 0,
-            tuple(kinds), *flat,
+            cast(linear.weight), cast(linear.bias), cast(bn.weight), cast(bn.bias), bn.eps, relu,
+            pool_k or 0, tuple(kinds), *(t if t.dtype == torch.long else cast(t) for t in flat),
         )  # fmt: skip
         update_running_stats(bn, mean, var, R)
         out = out.view(*out_lead, out.shape[-1])
@@ -685,7 +697,8 @@ class RISPEmbedding(nn.Module):
         s2 = b2.weight.double() * torch.rsqrt(var2 + b2.eps)
         w = (a * s2[:, None]).to(flat.dtype)
         xc32 = flat - xbar.to(flat.dtype)
-        y = _AffineReLUFn.apply(xc32, w, b2.bias)
+        cast = _autocast_cast(xc32)
+        y = _AffineReLUFn.apply(cast(xc32), cast(w), cast(b2.bias))
         with torch.no_grad():
             update_running_stats(b1, xbar @ w1d.t(), var1, R)
             update_running_stats(b2, w2d @ b1.bias.double(), var2, R)

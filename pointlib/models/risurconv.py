@@ -47,8 +47,10 @@ class RISurConvCls(RIClassifier):
         faithful: reproduce the reference code's quirks (see :mod:`pointlib.nn.quirks`);
             ``False`` (default) fixes them and makes the model rotation invariant and
             batch-independent in ``eval()``.
-        knn_order, ring_shift, sa2d_norm_axis, transformer_over_batch, lra_sign, global_center:
-            individual quirk switches overriding the ``faithful`` preset (``None``: preset).
+        knn_order, ring_shift, sa2d_norm_axis, transformer_over_batch, lra_sign, global_center,
+            fps_ties: individual quirk switches overriding the ``faithful`` preset (``None``:
+            preset; :mod:`pointlib.nn.quirks`). ``fps_ties="pointops"`` samples the centres
+            with the reference CUDA kernel's tie rule (:func:`pointlib.ops.fps_pointops`).
         npoints: base centre counts of the four local layers (default: ``(512, 256, 128, 64)``).
         nsamples: neighbours per layer (default: ``(8, 16, 32, 64)``).
         channels: output widths of the five layers (default: ``(32, 64, 128, 256, 512)``).
@@ -79,6 +81,7 @@ class RISurConvCls(RIClassifier):
         transformer_over_batch: bool | None = None,
         lra_sign: str | None = None,
         global_center: str | None = None,
+        fps_ties: str | None = None,
         npoints: Sequence[int] = (512, 256, 128, 64),
         nsamples: Sequence[int] = (8, 16, 32, 64),
         channels: Sequence[int] = (32, 64, 128, 256, 512),
@@ -100,7 +103,7 @@ class RISurConvCls(RIClassifier):
         )
         self.layers = encoder_stack(
             lambda s, k, d, c: RISurConvSetAbstraction(
-                s, k, d, c, ring_shift=q.layer_shift(s), **layer
+                s, k, d, c, ring_shift=q.layer_shift(s), fps_ties=q.fps_ties, **layer
             ),
             [s * n for s in npoints], nsamples, channels,
         )  # fmt: skip
@@ -137,7 +140,7 @@ class RISurConvPartSeg(RIPartSegmenter):
         num_parts: part labels (default: ``50``).
         num_categories: object categories (default: ``16``).
         n: centre-count scale (default: ``1``).
-        faithful, knn_order, ring_shift, sa2d_norm_axis, lra_sign: as for
+        faithful, knn_order, ring_shift, sa2d_norm_axis, lra_sign, fps_ties: as for
             :class:`RISurConvCls`; ``lra_sign`` only affects estimated normals here.
         transformer_over_batch, global_center: accepted for a uniform constructor; no effect
             (the network has no transformer and no global layer).
@@ -170,6 +173,7 @@ class RISurConvPartSeg(RIPartSegmenter):
         transformer_over_batch: bool | None = None,
         lra_sign: str | None = None,
         global_center: str | None = None,
+        fps_ties: str | None = None,
         num_points: int = 2048,
         npoints: Sequence[int] = (512, 256, 128, 64),
         nsamples: Sequence[int] = (8, 16, 32, 64),
@@ -192,7 +196,7 @@ class RISurConvPartSeg(RIPartSegmenter):
         centers = [num_points] + [s * n for s in npoints]  # nominal sizes of levels 0..L
         self.encoder = encoder_stack(
             lambda s, k, d, c: RISurConvSetAbstraction(
-                s, k, d, c, ring_shift=q.layer_shift(s), **layer
+                s, k, d, c, ring_shift=q.layer_shift(s), fps_ties=q.fps_ties, **layer
             ),
             centers[1:], nsamples, channels,
         )  # fmt: skip

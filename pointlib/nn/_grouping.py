@@ -14,6 +14,7 @@ KnnOrder = Literal["sorted", "unsorted"]
 LraSign = Literal["invariant", "raw"]
 GlobalCenter = Literal["centroid", "origin"]
 FeatureKind = Literal["risp", "riconv2"]
+FpsTies = Literal["index", "pointops"]
 
 
 def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) -> None:
@@ -34,9 +35,18 @@ def check_inputs(xyz: Tensor, normals: Tensor, feats: Tensor | None, name: str) 
 
 
 def sample_centers(
-    xyz: Tensor, normals: Tensor, npoint: int, name: str, *, tolerant: bool = False
+    xyz: Tensor,
+    normals: Tensor,
+    npoint: int,
+    name: str,
+    *,
+    tolerant: bool = False,
+    ties: FpsTies = "index",
 ) -> tuple[Tensor, Tensor]:
     """FPS (start index 0) of ``npoint`` centres and their input normals: ``(B, S, 3)`` twice.
+
+    ``ties="pointops"``: :func:`pointlib.ops.fps_pointops` (exact ties, broken as the reference
+    CUDA kernel does; centres in FPS order, ``tolerant`` does not apply).
 
     ``tolerant`` (fixed mode): FPS with the tie tolerance of
     :func:`pointlib.features.ordering.default_tie_rtol`, and the centres in **ascending index
@@ -51,7 +61,9 @@ def sample_centers(
             f"{name} samples npoint={npoint} centres but the input has only N={N} points; "
             f"use at least {npoint} points (or a model with a smaller `npoints`/`n`)"
         )
-    if tolerant:
+    if ties == "pointops":
+        idx = ops.fps_pointops(xyz.detach(), npoint)
+    elif tolerant:
         idx = ops.fps(xyz.detach(), npoint, tie_rtol=tie_rtol(xyz)).sort(dim=1).values
     else:
         idx = ops.fps(xyz.detach(), npoint)

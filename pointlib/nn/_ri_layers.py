@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from pointlib.nn._grouping import (
     FeatureKind,
+    FpsTies,
     GlobalCenter,
     KnnOrder,
     LraSign,
@@ -71,8 +72,12 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
         knn_order: KnnOrder,
         lra_sign: LraSign,
         global_center: GlobalCenter,
+        fps_ties: FpsTies = "index",
     ) -> None:
         super().__init__()
+        if fps_ties not in ("index", "pointops"):
+            raise ValueError(f"fps_ties must be 'index' or 'pointops', got {fps_ties!r}")
+        self.fps_ties: FpsTies = fps_ties
         if not group_all and (npoint is None or npoint < 1 or nsample is None or nsample < 1):
             raise ValueError("npoint and nsample must be >= 1 unless group_all=True")
         self.npoint, self.nsample, self.group_all = npoint, nsample, group_all
@@ -91,8 +96,9 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
             )  # fmt: skip
         assert self.npoint is not None and self.nsample is not None
         centers, center_normals = sample_centers(
-            xyz, normals, self.npoint, type(self).__name__, tolerant=self.knn_order == "sorted"
-        )
+            xyz, normals, self.npoint, type(self).__name__,
+            tolerant=self.knn_order == "sorted", ties=self.fps_ties,
+        )  # fmt: skip
         idx = knn_indices(xyz, self.nsample, centers, self.knn_order)
         feats, idx_ordered = self.ri_features(xyz, normals, centers, center_normals, idx)
         return centers, center_normals, feats, idx_ordered

@@ -9,6 +9,8 @@ switch                        faithful (reference code)   fixed (default)
 ``transformer_over_batch``    ``True``                    ``False``
 ``lra_sign``                  ``"raw"``                   ``"invariant"``
 ``global_center``             ``"origin"``                ``"centroid"``
+``fps_ties``                  ``"index"`` (opt-in         ``"index"``
+                              ``"pointops"``)
 ============================  ==========================  =================================
 
 - ``knn_order``: ``"unsorted"`` groups with ``topk(sorted=False)`` on ``|a|²+|b|²-2a·b``
@@ -26,6 +28,12 @@ switch                        faithful (reference code)   fixed (default)
   a rotation-invariant rule, :mod:`pointlib.features.lra`).
 - ``global_center``: feature origin ``p`` of the global layer (the world origin as in the
   reference, or the centroid; the ordering is centred at the centroid in both).
+- ``fps_ties``: how FPS breaks exactly tied distances. ``"index"``: the lowest index (the fixed
+  mode adds its tie tolerance, see :func:`pointlib.ops.fps`); ``"pointops"``: the reference
+  code's CUDA kernel (pointops ``furthestsampling``), the smallest bit-reversed thread id, see
+  :func:`pointlib.ops.fps_pointops`. Both presets use ``"index"``; pass ``fps_ties="pointops"``
+  with ``faithful=True`` to pick the centres the reference GPU code picks on tied inputs
+  (real shapes hold many tied FPS steps). RISurConv models only.
 
 Cross products always use ``dim=-1`` (spec §9 ``cross_dim``: fixed unconditionally).
 """
@@ -41,6 +49,7 @@ RING_SHIFT = ("static", "dynamic")
 NORM_AXIS = ("query", "group")
 LRA_SIGN = ("invariant", "raw")
 GLOBAL_CENTER = ("centroid", "origin")
+FPS_TIES = ("index", "pointops")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Quirks:
     transformer_over_batch: bool = False
     lra_sign: Literal["invariant", "raw"] = "invariant"
     global_center: Literal["centroid", "origin"] = "centroid"
+    fps_ties: Literal["index", "pointops"] = "index"
 
     @classmethod
     def resolve(cls, faithful: bool = False, **overrides: Any) -> Quirks:
@@ -73,6 +83,7 @@ class Quirks:
             ("sa2d_norm_axis", NORM_AXIS),
             ("lra_sign", LRA_SIGN),
             ("global_center", GLOBAL_CENTER),
+            ("fps_ties", FPS_TIES),
         ):
             value = getattr(self, name)
             if value not in allowed:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from pointlib import features as ri_features
 from pointlib.nn._grouping import (  # noqa: F401  (global_group: re-exported, as before)
+    FpsTies,
     GlobalCenter,
     KnnOrder,
     LraSign,
@@ -102,6 +103,8 @@ class RISurConvSetAbstraction(_RISurConvCore, RISetAbstractionBase):
         embed_channels: widths of the RISP embedding (default: ``(32, 64)``).
         knn_order, ring_shift, sa2d_norm_axis, lra_sign, global_center: quirk switches (module
             docstring; defaults are the fixed behaviour, ``ring_shift=1``).
+        fps_ties: FPS tie rule, ``"index"`` (default) or ``"pointops"`` (the reference CUDA
+            kernel's, :func:`pointlib.ops.fps_pointops`).
 
     Shapes:
         - input: ``xyz (B, N, 3)``, ``normals (B, N, 3)``, ``feats (B, N, D)`` or ``None``
@@ -123,10 +126,11 @@ class RISurConvSetAbstraction(_RISurConvCore, RISetAbstractionBase):
         sa2d_norm_axis: NormAxis = "query",
         lra_sign: LraSign = "invariant",
         global_center: GlobalCenter = "centroid",
+        fps_ties: FpsTies = "index",
     ) -> None:
         super().__init__(
             npoint, nsample, in_channels, group_all=group_all, knn_order=knn_order,
-            lra_sign=lra_sign, global_center=global_center,
+            lra_sign=lra_sign, global_center=global_center, fps_ties=fps_ties,
         )  # fmt: skip
         self.out_channels = out_channels
         self._build_core(in_channels, out_channels, embed_channels, ring_shift, sa2d_norm_axis)

@@ -4,6 +4,7 @@
 ``knn``            k nearest neighbours, ascending ``dist2``, ties to the lower index
 ``ball_query``     first ``nsample`` points with ``dist2 < r2`` by index; padded; empty -> nearest
 ``fps``            farthest point sampling from ``start``, ties to the lowest index
+``fps_pointops``   farthest point sampling with the pointops CUDA kernel's tie rule
 ``knn_tolerant``   ``knn`` with distances within a tolerance of the k-th treated as tied
 ``gather``         ``(B, N, C)``, ``(B, M)`` -> ``(B, M, C)`` (autograd)
 ``group``          ``(B, N, C)``, ``(B, M, K)`` -> ``(B, M, K, C)`` (autograd)
@@ -34,7 +35,7 @@ from pointlib.ops._dispatch import (
 from pointlib.ops.grouping import gather, group, three_nn_interpolate
 from pointlib.ops.neighbors import ball_query, knn
 from pointlib.ops.ragged import ball_query_ragged, fps_ragged, knn_ragged
-from pointlib.ops.sampling import fps
+from pointlib.ops.sampling import fps, fps_pointops
 from pointlib.ops.ties import knn_tolerant
 
 register_backend(
@@ -63,6 +64,7 @@ __all__ = [
     "ball_query",
     "ball_query_ragged",
     "fps",
+    "fps_pointops",
     "fps_ragged",
     "gather",
     "group",

@@ -25,12 +25,23 @@ Times are medians over ``--repeats`` runs after ``--warmup`` runs: wall time
 The training step is ``forward + cross_entropy + backward + Adam.step`` in train mode; the
 forward is ``eval()`` under ``torch.inference_mode``.
 
+Before/after comparison (``--compare DIR``, issue 11): the same measurements for two source
+trees, e.g. a git worktree of the previous commit (``DIR``) and this one. One warm **worker
+process per tree** builds the model once (same seed, same inputs) and the parent alternates
+them step by step (A B B A ...), so load drift on a shared machine hits both alike; memory is
+measured per tree in fresh processes as above. ``--phases compile`` times ``torch.compile(model)``
+train steps (the compilation itself, the first steps, is reported separately as
+``first_s``).
+
 Usage::
 
     python benchmarks/bench_models.py                      # full sizes, CPU, both modes
     python benchmarks/bench_models.py --quick              # B/4, 1 repeat (smoke run)
     python benchmarks/bench_models.py --device cuda --json out.json
     python benchmarks/bench_models.py --device cuda --amp bf16   # forward/step under autocast
+    git worktree add --detach ../base HEAD~1               # the "before" tree
+    python benchmarks/bench_models.py --compare ../base --modes fixed --batch 16 \
+        --models risurconv_cls --phases forward train --repeats 7
 
 ``--amp bf16|fp16`` wraps the forward (and the loss) in ``torch.autocast(device, dtype)``; the
 backward and the optimiser step run outside it, as in the trainer (no GradScaler: timing only).
@@ -70,7 +81,12 @@ AMP = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 
 def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: int, points: int,
            threads: int | None, amp: str = "none") -> dict[str, Any]:  # fmt: skip
-    """Models (same weights in every mode), inputs and one ``step()`` closure per mode."""
+    """Models (same weights in every mode), inputs and one ``step()`` closure per mode.
+
+    ``phase``: ``"forward"`` (eval, inference mode), ``"train"`` (forward + cross-entropy +
+    backward + Adam), ``"compile"`` (that train step with ``torch.compile(model)``) or
+    ``"compile_forward"`` (the forward of the compiled model).
+    """
     from contextlib import nullcontext
 
     import torch
@@ -103,12 +119,13 @@ def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: in
             state = model.state_dict()
         model.load_state_dict(state)  # identical weights in both modes
         model.to(device)
+        run = torch.compile(model) if phase.startswith("compile") else model
 
-        def forward(model=model):
+        def forward(model=run):
             with autocast():
                 return model(xyz, nrm, cat) if seg else model(xyz, nrm)
 
-        if phase == "forward":
+        if phase in ("forward", "compile_forward"):
             model.eval()
 
             def step(forward=forward):
@@ -127,6 +144,75 @@ def _setup(model_name: str, modes: list[str], phase: str, device: str, batch: in
 
         steps[mode] = step
     return steps
+
+
+def run_worker(model_name: str, mode: str, phase: str, device: str, batch: int, points: int,
+               threads: int | None, amp: str = "none") -> None:  # fmt: skip
+    """Serve timed steps of one (tree, model, mode, phase) on stdin/stdout: each input line
+    ``step`` runs one step and answers ``wall cpu`` (seconds); ``quit`` ends."""
+    t0 = time.perf_counter()
+    step = _setup(model_name, [mode], phase, device, batch, points, threads, amp)[mode]
+    print(f"READY {time.perf_counter() - t0:.3f}", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        _sync(device)
+        print(f"{time.perf_counter() - t0:.6f} {time.process_time() - c0:.6f}", flush=True)
+
+
+def _tree_env(tree: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.path.abspath(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_compare(trees: dict[str, str | None], warmup: int, repeats: int,
+                **kw: Any) -> dict[str, Any]:  # fmt: skip
+    """Alternate warm worker processes, one per tree (A B B A ...): per tree the wall and CPU
+    times of the ``repeats`` steps after ``warmup`` (the first step's time, which includes
+    ``torch.compile``'s compilation for the compile phase, is ``first_s``)."""
+    procs = {}
+    for label, tree in trees.items():
+        procs[label] = subprocess.Popen(
+            [sys.executable, __file__, "--_worker", json.dumps(kw)], env=_tree_env(tree),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    res: dict[str, Any] = {label: dict(wall=[], cpu=[], first_s=None) for label in trees}
+    try:
+        for label, pr in procs.items():
+            line = pr.stdout.readline()  # type: ignore[union-attr]
+            if not line.startswith("READY"):
+                raise SystemExit(f"worker {label} failed to start")
+
+        def step(label: str) -> tuple[float, float]:
+            pr = procs[label]
+            pr.stdin.write("step\n")  # type: ignore[union-attr]
+            pr.stdin.flush()  # type: ignore[union-attr]
+            out = pr.stdout.readline().split()  # type: ignore[union-attr]
+            if len(out) != 2:
+                raise SystemExit(f"worker {label} died")
+            return float(out[0]), float(out[1])
+
+        labels = list(trees)
+        for w in range(warmup):
+            for label in labels:
+                t = step(label)
+                if w == 0:
+                    res[label]["first_s"] = t[0]
+        for r in range(repeats):
+            for label in labels if r % 2 == 0 else labels[::-1]:
+                wall, cpu = step(label)
+                res[label]["wall"].append(wall)
+                res[label]["cpu"].append(cpu)
+    finally:
+        for pr in procs.values():
+            if pr.stdin:
+                pr.stdin.close()
+            pr.wait(timeout=60)
+    return res
 
 
 def _sync(device: str) -> None:
@@ -196,10 +282,10 @@ def run_memory(model_name: str, mode: str, phase: str, device: str, batch: int, 
     return dict(peak_mem_mib=peak / 2**20, mem_method=method)
 
 
-def _child(kind: str, **kw: Any) -> dict[str, Any]:
+def _child(kind: str, tree: str | None = None, **kw: Any) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, "--_child", json.dumps(dict(kind=kind, **kw))],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=_tree_env(tree),
     )  # fmt: skip
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not line:
@@ -222,7 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amp", default="none", choices=list(AMP), help="autocast dtype (none: fp32)")
     p.add_argument("--batch", type=int, default=None, help="override the configuration's batch")
     p.add_argument("--points", type=int, default=None, help="override the configuration's N")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="DIR",
+        help="before/after: time and measure the tree DIR ('base') against this one",
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args._child:  # one measurement in a fresh process
@@ -231,11 +325,17 @@ def main(argv: list[str] | None = None) -> int:
         res = run_timing(**kw) if kind == "time" else run_memory(**kw)
         print("RESULT " + json.dumps(res))
         return 0
+    if args._worker:
+        run_worker(**json.loads(args._worker))
+        return 0
 
     repeats = args.repeats or (1 if args.quick else 3)
     warmup = args.warmup if args.warmup is not None else 1
+    load_start = os.getloadavg()
     results = []
-    for name in args.models:
+    if args.compare:
+        results = _main_compare(args, repeats, warmup)
+    for name in [] if args.compare else args.models:
         cfg = CONFIGS[name]
         batch = max(1, cfg["batch"] // 4) if args.quick else cfg["batch"]
         batch = args.batch or batch
@@ -262,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"peak +{r['peak_mem_mib']:8.1f} MiB", flush=True)  # fmt: skip
     meta = dict(
         python=platform.python_version(), platform=platform.platform(),
-        cpu_count=os.cpu_count(), loadavg=os.getloadavg(), argv=sys.argv[1:],
+        cpu_count=os.cpu_count(), loadavg_start=load_start, loadavg=os.getloadavg(),
+        argv=sys.argv[1:],
     )  # fmt: skip
     try:
         import torch
@@ -276,6 +377,59 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, results=results), f, indent=2)
     return 0
+
+
+def _main_compare(args: argparse.Namespace, repeats: int, warmup: int) -> list[dict[str, Any]]:
+    """``--compare``: per (model, mode, phase) the base tree against this one."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees: dict[str, str | None] = {"base": args.compare, "new": here}
+    results = []
+    for name in args.models:
+        cfg = CONFIGS[name]
+        batch = args.batch or (max(1, cfg["batch"] // 4) if args.quick else cfg["batch"])
+        points = args.points or cfg["points"]
+        common = dict(model_name=name, device=args.device, batch=batch, points=points,
+                      threads=args.threads, amp=args.amp)  # fmt: skip
+        for phase in args.phases:
+            for mode in args.modes:
+                t = run_compare(trees, warmup, repeats, mode=mode, phase=phase, **common)
+                row: dict[str, Any] = dict(
+                    model=name,
+                    mode=mode,
+                    phase=phase,
+                    amp=args.amp,
+                    batch=batch,
+                    points=points,
+                    warmup=warmup,
+                    repeats=repeats,
+                )
+                for label, tree in trees.items():
+                    row[f"{label}_wall_s"] = t[label]["wall"]
+                    row[f"{label}_cpu_s"] = t[label]["cpu"]
+                    row[f"{label}_wall_median_s"] = statistics.median(t[label]["wall"])
+                    row[f"{label}_cpu_median_s"] = statistics.median(t[label]["cpu"])
+                    row[f"{label}_first_s"] = t[label]["first_s"]
+                    if not args.no_memory and not phase.startswith("compile"):
+                        mem = _child("memory", tree=tree, mode=mode, phase=phase, **common)
+                        row[f"{label}_peak_mem_mib"] = mem["peak_mem_mib"]
+                ratio = row["base_wall_median_s"] / row["new_wall_median_s"]
+                cratio = row["base_cpu_median_s"] / row["new_cpu_median_s"]
+                row["speedup_wall"], row["speedup_cpu"] = ratio, cratio
+                mem_txt = ""
+                if "new_peak_mem_mib" in row:
+                    mem_txt = (
+                        f"  peak +{row['base_peak_mem_mib']:7.1f} -> "
+                        f"{row['new_peak_mem_mib']:7.1f} MiB "
+                        f"({row['new_peak_mem_mib'] / row['base_peak_mem_mib']:.2f}x)"
+                    )
+                print(f"{name:18s} {mode:8s} {phase:7s} B={batch:2d} N={points:4d}  "
+                      f"wall {row['base_wall_median_s']:7.3f} -> {row['new_wall_median_s']:7.3f} s "
+                      f"({ratio:.2f}x)  cpu {row['base_cpu_median_s']:7.3f} -> "
+                      f"{row['new_cpu_median_s']:7.3f} s ({cratio:.2f}x)  first "
+                      f"{row['base_first_s']:.1f} / {row['new_first_s']:.1f} s{mem_txt}",
+                      flush=True)  # fmt: skip
+                results.append(row)
+    return results
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ selected by a :class:`Neighborhood`:
 
 Extensions: extra global tokens under the same softmax, ConViT's gated positional softmax, a
 linear kernel (positive / InLine injective / RALA), DaViT channel-token attention and the
-PCT/RISurConv offset kernel. See ``docs/attention.md``.
+PCT/RISurConv offset kernel (:func:`offset_attention`: dense groups, hand-written backward; the
+kernel RISurConv's attention blocks run on). See ``docs/attention.md``.
 
 >>> import torch
 >>> from pointlib.attention import attention, knn_neighborhood
@@ -33,6 +34,7 @@ from pointlib.attention.neighborhood import (
     route,
     windows,
 )
+from pointlib.attention.offset import offset_attention
 from pointlib.attention.position import (
     ContentRelPos,
     GatedPositional,
@@ -56,6 +58,7 @@ __all__ = [
     "feature_map",
     "grid",
     "knn_neighborhood",
+    "offset_attention",
     "route",
     "windows",
 ]

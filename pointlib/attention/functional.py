@@ -28,6 +28,7 @@ from pointlib.attention._index import _check_index, _check_qkv, _fold_bias, _gat
 from pointlib.attention.channel import channel_attention
 from pointlib.attention.linear import feature_map, linear_kv_first, linear_weights
 from pointlib.attention.neighborhood import Neighborhood
+from pointlib.attention.offset import offset_attention
 from pointlib.attention.spec import AttentionSpec, ResolvedSpec
 
 __all__ = ["AttentionSpec", "attention", "channel_attention", "feature_map"]
@@ -257,6 +258,11 @@ def _global(
         )
     if o.kernel == "linear" and not o.return_attn:
         return linear_kv_first(q, k, v, o.scale, o.fmap, o.norm, o.rope)
+    if o.kernel == "offset" and b is None and not o.return_attn:  # fast kernel, one group
+        scale = 1.0 if o.scale is None else o.scale
+        out = offset_attention(q[:, :, None], k[:, :, None], v[:, :, None], l1_axis=o.l1_axis,
+                               scale=scale)  # fmt: skip
+        return out[:, :, 0]
     w = _weights(q, k, b, None, o)
     if o.kernel == "offset":  # global = one group: "group" normalises over that single group
         w = w / (1e-9 + (w.sum(-2, keepdim=True) if o.l1_axis == "query" else w))
@@ -402,6 +408,13 @@ def _group(
         mf = None if mk is None else mk.reshape(B * R, 1, 1, Kk + M)
         if o.use_sdpa:
             out = _sdpa_masked(qf, kf, vf, bf, mf, o)
+        elif o.kernel == "offset" and bf is None and mf is None and not o.return_attn:
+            # fast kernel (pointlib.attention.offset): groups on axis -3 of (B, H, R, K, D)
+            og = offset_attention(
+                qg.transpose(1, 2), kg.transpose(1, 2), vg.transpose(1, 2),
+                l1_axis=o.l1_axis, scale=1.0 if o.scale is None else o.scale,
+            )  # fmt: skip
+            out = og.transpose(1, 2).reshape(B * R, H, Kq, Dv)
         else:
             w = _weights(qf, kf, bf, mf, o)
             if o.kernel == "offset":

@@ -132,8 +132,9 @@ class RIPointModel(nn.Module):
         self, faithful: bool, switches: Mapping[str, Any], min_points: int, normals_k: int
     ) -> Quirks:
         """Resolve the preset with the quirk keywords found in ``switches`` (the constructor's
-        ``locals()``); store ``quirks``, ``faithful``, ``min_points``, ``normals_k``."""
-        self.quirks = Quirks.resolve(faithful, **{k: switches[k] for k in QUIRK_SWITCHES})
+        ``locals()``; a switch the constructor does not take keeps its preset); store
+        ``quirks``, ``faithful``, ``min_points``, ``normals_k``."""
+        self.quirks = Quirks.resolve(faithful, **{k: switches.get(k) for k in QUIRK_SWITCHES})
         self.faithful = faithful
         self.min_points, self.normals_k = min_points, normals_k
         return self.quirks

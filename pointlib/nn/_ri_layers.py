@@ -16,7 +16,6 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from pointlib import ops
 from pointlib.nn._grouping import (
     FeatureKind,
     GlobalCenter,
@@ -28,6 +27,7 @@ from pointlib.nn._grouping import (
     knn_indices,
     sample_centers,
 )
+from pointlib.nn.blocks import Gathered
 
 
 class RINeighbourhoodLayer(nn.Module):
@@ -46,9 +46,10 @@ class RINeighbourhoodLayer(nn.Module):
         ``idx (B, S, K)``."""
         raise NotImplementedError
 
-    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
-        """``ri (B, S, K, F)`` and grouped previous features ``(B, S, K, D)`` (or ``None``) ->
-        ``(B, S, C)``."""
+    def aggregate(self, ri: Tensor, grouped: Gathered | None) -> Tensor:
+        """``ri (B, S, K, F)`` and the previous features grouped by the ordered neighbour
+        indices (a :class:`~pointlib.nn.blocks.Gathered` ``(B, S, K, D)``, not built; or
+        ``None``) -> ``(B, S, C)``."""
         raise NotImplementedError
 
 
@@ -105,7 +106,7 @@ class RISetAbstractionBase(RINeighbourhoodLayer):
         check_inputs(xyz, normals, feats, type(self).__name__)
         check_features_dim(feats, self.in_channels, type(self).__name__)
         centers, center_normals, ri, idx_ordered = self.group(xyz, normals)
-        grouped = None if feats is None else ops.group(feats, idx_ordered)
+        grouped = None if feats is None else Gathered(feats, idx_ordered)
         return centers, center_normals, self.aggregate(ri.to(xyz.dtype), grouped)
 
     def extra_repr(self) -> str:
@@ -154,7 +155,7 @@ class RIFeaturePropagationBase(RINeighbourhoodLayer):
         check_features_dim(feats2, self.in_channels, name)
         idx = knn_indices(xyz2, self.nsample, xyz1, self.knn_order)
         ri, idx_ordered = self.ri_features(xyz2, normals2, xyz1, normals1, idx)
-        h = self.aggregate(ri.to(xyz1.dtype), ops.group(feats2, idx_ordered))
+        h = self.aggregate(ri.to(xyz1.dtype), Gathered(feats2, idx_ordered))
         if feats1 is not None:
             h = torch.cat([h, feats1], dim=-1)
         return self.skip_mlp(h)

@@ -13,9 +13,12 @@ softmax, so these maps cannot be routed through
 :func:`torch.nn.functional.scaled_dot_product_attention` without changing the outputs; the maps
 are built explicitly.
 
-When the normalisation is over the query axis (the PCT pattern, and the only choice for
-:class:`OffsetAttention`), ``x_r`` is computed as ``(A^T V) / colsum`` rather than by first
-dividing ``A``: the same value, one full pass over the attention map less.
+The map and ``x_r`` are computed by the shared attention core,
+:func:`pointlib.attention.offset_attention` (hand-written backward, the normaliser applied to the
+smaller of the ``L x L`` map and the ``L x C`` output); the three projections run as one
+``C -> C/4 + C/4 + C`` matrix product and ``out_proj -> BN -> ReLU`` (+ the residual) as one fused
+block (:func:`pointlib.nn.blocks.linear_bn_act`). Parameters and state-dict keys are those of
+the separate ``q_proj``/``k_proj``/``v_proj``/``out_proj``/``norm`` modules.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointlib.nn.blocks import BatchNormLast
+from pointlib.attention.offset import offset_attention
+from pointlib.nn.blocks import BatchNormLast, linear_bn_act
 
 NormAxis = Literal["query", "group"]
-_EPS = 1e-9
 
 
 class _OffsetAttentionBase(nn.Module):
@@ -44,11 +48,29 @@ class _OffsetAttentionBase(nn.Module):
         self.norm = BatchNormLast(channels)
 
     def _attention(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Row-softmaxed map ``(..., L, L)`` (query i, key j) and values ``(..., L, C)``."""
+        """Row-softmaxed map ``(..., L, L)`` (query i, key j) and values ``(..., L, C)``
+        (unfused reference computation, kept for tests and inspection)."""
         q = self.q_proj(x)
         k = self.k_proj(x)
         attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
         return attn, self.v_proj(x)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The three projections as one matrix product: views ``(..., C/4)``, ``(..., C/4)``,
+        ``(..., C)`` of one ``(..., C/2 + C)`` tensor."""
+        c4 = self.q_proj.out_features
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        vb = self.v_proj.bias
+        b = torch.cat([vb.new_zeros(2 * c4), vb])
+        q, k, v = F.linear(x, w, b).split([c4, c4, self.channels], dim=-1)
+        return q, k, v
+
+    def _offset(self, x: Tensor, l1_axis: NormAxis) -> Tensor:
+        """``x + ReLU(BN(W (x - x_r) + b))`` for ``x (*, G, L, C)``."""
+        q, k, v = self._qkv(x)
+        x_r = offset_attention(q, k, v, l1_axis=l1_axis)
+        d = x_r.neg_().add_(x)  # x - x_r in x_r's buffer (the kernel does not keep its output)
+        return linear_bn_act(d, self.out_proj, self.norm, residual=x)
 
     def _residual(self, x: Tensor, x_r: Tensor) -> Tensor:
         return x + torch.relu(self.norm(self.out_proj(x - x_r)))
@@ -70,9 +92,9 @@ class OffsetAttention(_OffsetAttentionBase):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        attn, v = self._attention(x)
-        x_r = (attn.transpose(-1, -2) @ v) / (_EPS + attn.sum(dim=-2)).unsqueeze(-1)
-        return self._residual(x, x_r)
+        if x.dim() != 3:
+            raise ValueError(f"expected (B, L, C), got {tuple(x.shape)}")
+        return self._offset(x[:, None], "query")[:, 0]
 
 
 class GroupOffsetAttention(_OffsetAttentionBase):
@@ -104,13 +126,7 @@ class GroupOffsetAttention(_OffsetAttentionBase):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             raise ValueError(f"expected (B, S, K, C), got {tuple(x.shape)}")
-        attn, v = self._attention(x)  # (B, S, K, K), (B, S, K, C)
-        if self.norm_axis == "query":
-            x_r = (attn.transpose(-1, -2) @ v) / (_EPS + attn.sum(dim=-2)).unsqueeze(-1)
-        else:
-            attn = attn / (_EPS + attn.sum(dim=1, keepdim=True))
-            x_r = attn.transpose(-1, -2) @ v
-        return self._residual(x, x_r)
+        return self._offset(x, self.norm_axis)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, norm_axis={self.norm_axis!r}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from pointlib import features as ri_features
@@ -26,7 +25,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import SharedMLP, max_over_neighbours
+from pointlib.nn.blocks import Gathered, SharedMLP
 
 RICONV2_CHANNELS = 8
 
@@ -51,11 +50,10 @@ class _RIConv2Core(RINeighbourhoodLayer):
             points, normals, centers, center_normals, idx, faithful=self.knn_order == "unsorted"
         )
 
-    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+    def aggregate(self, ri: Tensor, grouped: Gathered | None) -> Tensor:
         h = self.embed(ri)
-        if grouped is not None:
-            h = torch.cat([h, grouped], dim=-1)
-        return max_over_neighbours(self.mlp(h))
+        parts = [h] if grouped is None else [h, grouped]  # concatenation never built
+        return self.mlp.fused(parts, pool_k=h.shape[-2])
 
 
 class RIConv2SetAbstraction(_RIConv2Core, RISetAbstractionBase):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from pointlib import features as ri_features
@@ -45,7 +44,7 @@ from pointlib.nn._ri_layers import (
     RINeighbourhoodLayer,
     RISetAbstractionBase,
 )
-from pointlib.nn.blocks import LinearBNReLU, RISPEmbedding, SharedMLP, max_over_neighbours
+from pointlib.nn.blocks import Gathered, LinearBNReLU, RISPEmbedding, SharedMLP
 from pointlib.nn.offset_attention import GroupOffsetAttention, NormAxis, OffsetAttention
 
 
@@ -80,11 +79,10 @@ class _RISurConvCore(RINeighbourhoodLayer):
             shift=shift, faithful=self.knn_order == "unsorted",
         )  # fmt: skip
 
-    def aggregate(self, ri: Tensor, grouped: Tensor | None) -> Tensor:
+    def aggregate(self, ri: Tensor, grouped: Gathered | None) -> Tensor:
         h = self.attn_group(self.embed(ri))
-        if grouped is not None:
-            h = torch.cat([h, grouped], dim=-1)
-        return self.attn_centers(max_over_neighbours(self.conv(h)))
+        parts = [h] if grouped is None else [h, grouped]  # concatenation never built
+        return self.attn_centers(self.conv.fused(parts, pool_k=h.shape[-2]))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, ring_shift={self.ring_shift}"

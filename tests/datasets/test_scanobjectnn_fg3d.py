@@ -97,3 +97,24 @@ def test_scanobjectnn_label_out_of_range_and_bad_sampling(tmp_path, cache):
     with pytest.raises(ValueError, match="sampling must be one of"):
         ScanObjectNN(root, "train", 16, sampling="poisson", cache_dir=cache)
     assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_scanobjectnn_raw_normal_sign(tmp_path, cache):
+    """``normal_sign="raw"``: the LRA with the eigensolver's sign (the reference code's normals,
+    ``estimate_normals(faithful=True)``); the same axes as the invariant rule up to sign, and a
+    separate cache entry."""
+    from pointlib.features import estimate_normals
+
+    root = write_scanobjectnn(tmp_path / "h5_files", n=2)
+    inv = ScanObjectNN(root, "test", 48, cache_dir=cache)
+    raw = ScanObjectNN(root, "test", 48, normal_sign="raw", cache_dir=cache)
+    assert raw.cache_path != inv.cache_path
+    xyz = torch.from_numpy(raw._xyz)
+    want = estimate_normals(xyz, 32, faithful=True)
+    torch.testing.assert_close(torch.from_numpy(raw._normals), want, rtol=0, atol=1e-6)
+    a, b = torch.from_numpy(raw._normals), torch.from_numpy(inv._normals)
+    dot = (a * b).sum(-1)
+    assert torch.allclose(dot.abs(), torch.ones_like(dot), atol=1e-4)  # same axes
+    assert (dot < 0).any() and (dot > 0).any()  # the sign rules differ on these clouds
+    with pytest.raises(ValueError, match="normal_sign"):
+        ScanObjectNN(root, "test", 48, normal_sign="outward", cache_dir=cache)

@@ -224,7 +224,12 @@ def test_training_step_all_parameters_get_gradient(name, faithful, gen):
     missing = {
         n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)
     }
-    assert missing == STRUCTURALLY_UNUSED.get(name, set()), f"without gradient: {missing}"
+    expected = set(STRUCTURALLY_UNUSED.get(name, set()))
+    if name.startswith("risurconv"):
+        # RISPEmbedding: bn2 removes any per-channel constant, so bn1's shift has exactly zero
+        # gradient (previously rounding noise of ~1e-14; see pointlib.nn.RISPEmbedding)
+        expected |= {n for n, _ in model.named_parameters() if n.endswith("embed.bn1.bias")}
+    assert missing == expected, f"without gradient: {missing}"
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt.step()
     for n, p in model.named_parameters():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from pointlib.ops._dispatch import select
@@ -35,8 +36,8 @@ def fps(
         tie_break: ``"lowest"`` (the contract: exact ties to the lowest index) or ``"cuda"``:
             the official pointops CUDA kernel's rule, the smallest bit-reversed thread id
             (:func:`pointlib.ops.reference.cuda_fps_tie_keys`), for faithful reproduction of
-            the reference code's centres. ``"cuda"`` runs on the torch reference (any device)
-            and needs ``tie_rtol == 0``.
+            the reference code's centres (every backend: FPS on the points permuted into the
+            kernel's tie order); needs ``tie_rtol == 0``.
         backend: as for :func:`pointlib.ops.knn`. ``D != 3`` runs on the compiled backends'
             ragged kernel (one graph per cloud) when ``tie_rtol == 0``; with a tie tolerance it
             needs the ``torch`` backend (``auto`` falls back to it).
@@ -70,15 +71,21 @@ def fps(
 def _fps_cuda_ties(
     points: Tensor, npoint: int, start: int, tie_rtol: float, tie_break: str, backend: str
 ) -> Tensor:
-    from pointlib.ops import reference
-    from pointlib.ops._dispatch import BackendUnavailableError
+    """The CUDA kernel's tie rule on any backend: ``lowest index`` FPS on the points permuted
+    into key order (:func:`pointlib.ops.reference.cuda_fps_tie_keys` is a bijection onto
+    ranks, so the lowest permuted index among ties is the smallest key), indices mapped back.
+    Distances are those of the unpermuted points, so the result equals
+    :func:`pointlib.ops.reference.fps_cuda_ties` exactly (tested)."""
+    from pointlib.ops.reference import cuda_fps_tie_keys
 
     if tie_break != "cuda":
         raise ValueError(f"tie_break must be 'lowest' or 'cuda', got {tie_break!r}")
     if tie_rtol != 0:
         raise ValueError("tie_break='cuda' reproduces exact ties only: use tie_rtol=0")
-    if backend not in ("auto", "torch"):
-        raise BackendUnavailableError(
-            f"fps(tie_break='cuda') runs on the torch reference only, not backend={backend!r}"
-        )
-    return reference.fps_cuda_ties(points, npoint, start)
+    N, D = points.shape[1], points.shape[2]
+    perm = torch.argsort(cuda_fps_tie_keys(N, points.device))
+    inv = torch.argsort(perm)
+    permuted = points[:, perm].contiguous()
+    first = int(inv[start])
+    _, impl = select("fps", permuted, backend, npoint=npoint, start=first, tie_rtol=0.0, d=D)
+    return perm[impl(permuted, npoint, first, 0.0)]

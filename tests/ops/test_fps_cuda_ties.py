@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ops_helpers import cpu_backends
 
 import pointlib.ops as ops
-from pointlib.ops import BackendUnavailableError
 from pointlib.ops.reference import cuda_fps_tie_keys
 
 
@@ -82,5 +82,20 @@ def test_bad_combinations_are_refused():
         ops.fps(pts, 2, tie_break="random")
     with pytest.raises(ValueError, match="exact ties only"):
         ops.fps(pts, 2, tie_break="cuda", tie_rtol=1e-4)
-    with pytest.raises(BackendUnavailableError, match="torch reference only"):
-        ops.fps(pts, 2, tie_break="cuda", backend="cpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        ops.fps(pts, 2, tie_break="cuda", backend="nope")
+
+
+@pytest.mark.parametrize("backend", ["torch", *cpu_backends("fps")])
+@pytest.mark.parametrize("N", [64, 1000, 3000])
+def test_every_backend_equals_the_reference_definition(backend, N):
+    """The fast path (lowest-index FPS on the points permuted into key order) is exactly the
+    reference's loop over keys, on clouds full of ties, with and without a start index."""
+    from pointlib.ops.reference import fps_cuda_ties
+
+    g = torch.Generator().manual_seed(N)
+    pts = torch.randint(-3, 4, (2, N, 3), generator=g).float()
+    start = 0 if backend == "torch_cluster" else 7
+    m = min(N, 200)
+    want = fps_cuda_ties(pts, m, start)
+    assert torch.equal(ops.fps(pts, m, start=start, tie_break="cuda", backend=backend), want)

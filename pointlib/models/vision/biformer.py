@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from pointlib.attention import Neighborhood, attention, route, windows
+from pointlib.attention import AttentionSpec, Neighborhood, attention, route, windows
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
     PreNormBlock,
@@ -84,7 +84,7 @@ class BiLevelRoutingAttention(nn.Module):
         def heads(t: Tensor) -> Tensor:
             return t.reshape(b, h * w, nh, -1).transpose(1, 2)
 
-        out = attention(heads(q), heads(k), heads(v), nbr, scale=self.scale)
+        out = attention(heads(q), heads(k), heads(v), nbr, AttentionSpec(scale=self.scale))
         out = out.transpose(1, 2).reshape(b, h, w, c)
         lepe = self.lepe(v.transpose(1, 2).reshape(b, c, h, w)).permute(0, 2, 3, 1)
         return self.wo(out + lepe)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointlib.attention import ContentRelPos, Neighborhood, attention, windows
+from pointlib.attention import AttentionSpec, ContentRelPos, Neighborhood, attention, windows
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import check_image, classifier, init_conv_fan_out
 
@@ -125,7 +125,7 @@ class HaloAttention(nn.Module):
         pad = k.new_zeros(b, nh, 1, d)  # the zero token that out-of-image halo slots point at
         k, v = torch.cat([k, pad], 2), torch.cat([v, pad], 2)
         bias = self.pos(q, nbr)  # [B, H, G, bq², win²]
-        out = attention(q, k, v, nbr, bias=bias, scale=self.scale)  # [B, H, Nq, d]
+        out = attention(q, k, v, nbr, AttentionSpec(scale=self.scale), bias=bias)  # [B, H, Nq, d]
         return out.transpose(2, 3).reshape(b, nh * d, h // s, w // s)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointlib.attention import Neighborhood, RelPosMLP, attention
+from pointlib.attention import AttentionSpec, Neighborhood, RelPosMLP, attention
 from pointlib.models._registry import register_model
 from pointlib.models.vision._layers import (
     PreNormBlock,
@@ -34,6 +34,9 @@ from pointlib.models.vision._layers import (
 )
 
 __all__ = ["TransNeXt", "centred_window", "transnext_micro", "transnext_test_tiny"]
+
+#: TransNeXt's logits are pre-scaled (normalised q, k and a learned temperature): scale 1.
+UNIT_SCALE = AttentionSpec(scale=1.0)
 
 
 @functools.lru_cache(maxsize=32)
@@ -155,7 +158,7 @@ class AggregatedAttention(nn.Module):
         pool_bias = self.cpb(table.to(x)[None])[0][:, index.to(x.device)]  # [H, N, P]
         local_bias = self.relative_pos_bias_local[:, None, :].expand(nh, n, -1)
         bias = torch.cat([local_bias, pool_bias], dim=-1).unsqueeze(0)
-        out = attention(q, k, v, nbr, bias=bias, scale=1.0, extra_k=k_pool, extra_v=v_pool)
+        out = attention(q, k, v, nbr, UNIT_SCALE, bias=bias, extra_k=k_pool, extra_v=v_pool)
         # post-softmax dynamic slot term (q̂·T_s + b_s) v_s on the valid local slots
         slot_w = (q_norm @ self.learnable_tokens + self.learnable_bias) * valid.to(x.dtype)
         v_slots = v[:, :, nbr.index[0]]  # [B, H, N, K, d]
@@ -189,7 +192,7 @@ class GlobalAttention(nn.Module):
         q = q * math.log(n)
         table, index = pooled_offsets(grid, grid, ref)
         bias = self.cpb(table.to(x)[None])[:, :, index.to(x.device)]  # [1, H, N, N]
-        out = attention(q, F.normalize(k, dim=-1), v, bias=bias, scale=1.0)
+        out = attention(q, F.normalize(k, dim=-1), v, spec=UNIT_SCALE, bias=bias)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
